@@ -1,0 +1,14 @@
+import { createApp } from "@gantry/core";
+import { httpTransport } from "@gantry/transport-http";
+import { HelloConfig } from "./config.js";
+import { HelloService } from "./hello.service.js";
+import { WorldService } from "./world.service.js";
+
+/** `gantry start dist/main.js` loads this module and starts its default export. */
+export default createApp({
+  name: "hello-world",
+  version: "0.1.0",
+  services: [HelloService, WorldService],
+  config: [HelloConfig],
+  transports: [httpTransport({ port: 8080 })],
+});

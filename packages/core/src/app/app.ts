@@ -1,0 +1,393 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type ConfigSources, loadConfig } from "../config/load.js";
+import type { ConfigSchema } from "../config/schema.js";
+import { CallContext, type CallInit, currentCall } from "../context/call-context.js";
+import { Metadata } from "../context/metadata.js";
+import { AppContainer, type Provider } from "../di/container.js";
+import { appStateChannel } from "../diagnostics.js";
+import { coreErrors } from "../errors/table.js";
+import { createLogger, LOGGER, type Logger, type LoggerOptions } from "../logger.js";
+import { readMessage, writeMessage } from "../message/json.js";
+import type { Constructor } from "../metadata.js";
+import { Invoker, type MethodHandler } from "../pipeline/invoker.js";
+import type { Guard, GuardRef, Interceptor, InterceptorRef } from "../pipeline/types.js";
+import type { Registrar, ServiceInstance } from "../registry/index.js";
+import type { ClientCallOptions } from "../service/client-types.js";
+import { checkRoutes, describeService, type MethodDescriptor, type ServiceDescriptor } from "../service/descriptor.js";
+import type { Endpoint, Transport, TransportHost } from "../transport/index.js";
+import { type CoreConfigValues, coreConfigSchema } from "./config.js";
+import type { AppState } from "./state.js";
+
+export interface AppOptions {
+  /** The app's name, in logs and discovery; defaults to `gantry-app`. */
+  name?: string;
+  /** The release version (`1.4.2`); defaults to `0.0.0`. */
+  version?: string;
+  services: readonly Constructor[];
+  providers?: readonly Provider[];
+  /** Config schemas whose values the app resolves at start and DI injects. */
+  config?: readonly ConfigSchema<unknown>[];
+  transports?: readonly Transport[];
+  /** Guards and interceptors for every method of every service. */
+  guards?: readonly GuardRef[];
+  interceptors?: readonly InterceptorRef[];
+  /** Where the app registers its services once it listens. */
+  registrar?: Registrar;
+  logger?: LoggerOptions;
+  /** Defaults for the `limits.*` and `shutdown.*` config keys. */
+  maxConcurrentCalls?: number;
+  shutdown?: { propagationDelayMs?: number; drainTimeoutMs?: number };
+}
+
+export interface StartOptions extends ConfigSources {
+  /** Providers that replace the app's own (for tests). */
+  overrides?: readonly Provider[];
+}
+
+/** A shutdown step for other packages: outbound clients close, then telemetry flushes. */
+export type ShutdownStep = "clients" | "telemetry";
+
+/**
+ * Creates an app: services, providers, config, transports. Nothing runs until `start()`.
+ *
+ * @example
+ * export default createApp({
+ *   name: "hello-world",
+ *   services: [HelloService],
+ *   transports: [httpTransport({ port: 8080 })],
+ * });
+ */
+export function createApp(options: AppOptions): GantryApp {
+  return new GantryApp(options);
+}
+
+/**
+ * A Gantry app. `start()` builds everything through DI, runs start hooks, opens the transports and
+ * registers; `close()` shuts down in this order: readiness fails, deregister, the propagation delay,
+ * drain calls in flight (bounded), close transports, close outbound clients, stop hooks in reverse,
+ * flush telemetry.
+ */
+export class GantryApp {
+  readonly name: string;
+  readonly version: string;
+  /** The options the app was created with. */
+  readonly options: AppOptions;
+  readonly #shutdownHooks: Record<ShutdownStep, (() => unknown)[]> = { clients: [], telemetry: [] };
+  #state: AppState = "created";
+  #log: Logger | undefined;
+  #services: readonly ServiceDescriptor[] = [];
+  #container: AppContainer | undefined;
+  #invoker: Invoker | undefined;
+  #config: ReadonlyMap<ConfigSchema<unknown>, unknown> = new Map();
+  #core: CoreConfigValues | undefined;
+  #endpoints: Endpoint[] = [];
+  #listening: Transport[] = [];
+  #starting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: AppOptions) {
+    this.options = options;
+    this.name = options.name ?? "gantry-app";
+    this.version = options.version ?? "0.0.0";
+  }
+
+  get state(): AppState {
+    return this.#state;
+  }
+
+  /** True once the transports listen and the first registration succeeded, until shutdown begins. */
+  get ready(): boolean {
+    return this.#state === "ready";
+  }
+
+  get endpoints(): readonly Endpoint[] {
+    return this.#endpoints;
+  }
+
+  get services(): readonly ServiceDescriptor[] {
+    return this.#services;
+  }
+
+  get log(): Logger {
+    if (this.#log === undefined)
+      throw coreErrors.create("GANTRY_ERR_APP_STATE", { action: "log from", state: this.#state });
+    return this.#log;
+  }
+
+  /** Calls running now, on every transport. */
+  get inFlight(): number {
+    return this.#invoker?.inFlight ?? 0;
+  }
+
+  /** The resolved values of a config schema. */
+  config<T>(schema: ConfigSchema<T>): T {
+    if (!this.#config.has(schema)) throw new TypeError(`config schema ${schema.name} is not part of this app`);
+    return this.#config.get(schema) as T;
+  }
+
+  /** Something DI built, after start. */
+  get<T>(target: Constructor<T> | ConfigSchema<T> | symbol): Promise<T> {
+    if (this.#container === undefined)
+      throw coreErrors.create("GANTRY_ERR_APP_STATE", { action: "resolve from", state: this.#state });
+    return this.#container.resolve(target as Constructor<T>);
+  }
+
+  /** Adds work to a shutdown step (for outbound clients and telemetry). */
+  onShutdown(step: ShutdownStep, hook: () => unknown): void {
+    this.#shutdownHooks[step].push(hook);
+  }
+
+  start(options: StartOptions = {}): Promise<void> {
+    if (this.#state !== "created") {
+      return Promise.reject(coreErrors.create("GANTRY_ERR_APP_STATE", { action: "start", state: this.#state }));
+    }
+    this.#setState("starting");
+    this.#starting = this.#start(options).catch(async (error: unknown) => {
+      await this.#teardown();
+      this.#setState("closed");
+      throw error;
+    });
+    return this.#starting;
+  }
+
+  /** Shuts down in order; safe to call more than once (every call gets the same promise). */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  /**
+   * Runs one method in this process through the full pipeline (guards, validation of a copy of the
+   * input, interceptors), as a remote call would. The remaining deadline of the current call, if any,
+   * carries over.
+   */
+  async call(method: MethodDescriptor, input: unknown, options: ClientCallOptions = {}): Promise<unknown> {
+    const invoker = this.#invoker;
+    if (invoker === undefined || this.#log === undefined) {
+      throw coreErrors.create("GANTRY_ERR_NOT_STARTED", { state: this.#state });
+    }
+    const parent = currentCall();
+    let deadline = parent?.deadline;
+    if (options.timeoutMs !== undefined)
+      deadline = Math.min(deadline ?? Number.POSITIVE_INFINITY, Date.now() + options.timeoutMs);
+    const call = new CallContext({
+      method,
+      transport: "direct",
+      metadata: new Metadata(Object.entries(options.metadata ?? {})),
+      deadline,
+      log: this.#log,
+    });
+    const output = await invoker.invoke(method, input, call);
+    return readMessage(method.output, writeMessage(method.output, output, method.path), { rules: false });
+  }
+
+  /** The descriptor of a method, by service class (or full name) and member or wire name. */
+  method(service: Constructor | string, method: string): MethodDescriptor {
+    const descriptor = this.#services.find((s) => s.type === service || s.fullName === service);
+    const found = descriptor?.methods.find((m) => m.key === method || m.name === method);
+    if (found === undefined) {
+      const name = typeof service === "string" ? service : service.name;
+      throw coreErrors.create("GANTRY_ERR_UNKNOWN_METHOD", { method: `${name}.${method}` });
+    }
+    return found;
+  }
+
+  async #start(options: StartOptions): Promise<void> {
+    const appOptions = this.options;
+    const transports = appOptions.transports ?? [];
+    const coreSchema = coreConfigSchema(appOptions);
+    const schemas = [
+      coreSchema,
+      ...transports.flatMap((t) => (t.config === undefined ? [] : [t.config])),
+      ...(appOptions.config ?? []),
+    ];
+    const loaded = loadConfig(schemas, { file: options.file, env: options.env ?? process.env, flags: options.flags });
+    this.#config = loaded.values;
+    const core = loaded.values.get(coreSchema) as CoreConfigValues;
+    this.#core = core;
+    const log = createLogger(this.name, { ...appOptions.logger, level: core.log.level });
+    this.#log = log;
+    for (const warning of loaded.warnings) log.warn(warning);
+
+    const services = appOptions.services.map((type) => describeService(type));
+    checkServices(services);
+    this.#services = services;
+
+    const container = new AppContainer();
+    this.#container = container;
+    container.provide({ provide: LOGGER, useValue: log }, "logger");
+    for (const schema of schemas)
+      container.provide({ provide: schema.token, useValue: loaded.values.get(schema) }, schema.name);
+    for (const [index, provider] of (appOptions.providers ?? []).entries()) container.provide(provider, String(index));
+    for (const service of services) container.provide(service.type, service.type.name);
+    for (const ref of extensionClasses(appOptions, services)) {
+      if (!container.isBound(ref)) container.provide(ref, ref.name);
+    }
+    for (const [index, provider] of (options.overrides ?? []).entries())
+      container.provide(provider, `overrides[${index}]`);
+    container.check();
+    await container.buildAll();
+
+    const handlers = new Map<MethodDescriptor, MethodHandler>();
+    for (const service of services) {
+      const instance = (await container.resolve(service.type)) as object;
+      for (const method of service.methods) {
+        handlers.set(method, {
+          method,
+          instance,
+          guards: await resolveAll<Guard>(container, [...(appOptions.guards ?? []), ...method.guards]),
+          interceptors: await resolveAll<Interceptor>(container, [
+            ...(appOptions.interceptors ?? []),
+            ...method.interceptors,
+          ]),
+        });
+      }
+    }
+    this.#invoker = new Invoker(handlers, core.limits.maxConcurrentCalls);
+
+    for (const built of container.built) {
+      if (built.onStart !== undefined) await runHook(built.owner, "onStart", built.onStart);
+    }
+
+    const host = this.#host();
+    for (const transport of transports) {
+      this.#listening.push(transport);
+      this.#endpoints.push(...(await transport.listen(host)));
+    }
+    if (appOptions.registrar !== undefined) await appOptions.registrar.register(this.#instances());
+    this.#setState("ready");
+    log.info(
+      { endpoints: this.#endpoints.map((e) => e.url), services: services.map((s) => s.fullName) },
+      `${this.name} is ready`,
+    );
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#state === "created") {
+      this.#setState("closed");
+      return;
+    }
+    if (this.#state === "starting") await this.#starting?.catch(() => undefined);
+    if (this.#state === "closed") return;
+    const log = this.log;
+    const core = this.#core as CoreConfigValues;
+    this.#setState("draining");
+    log.info(`${this.name} is shutting down`);
+    const registrar = this.options.registrar;
+    if (registrar !== undefined) await this.#step("deregister", () => registrar.deregister());
+    if (core.shutdown.propagationDelay > 0) await sleep(core.shutdown.propagationDelay);
+    for (const transport of this.#listening) await this.#step(`drain ${transport.kind}`, () => transport.drain());
+    const aborted = (await this.#invoker?.drain(core.shutdown.drainTimeout)) ?? 0;
+    if (aborted > 0)
+      log.warn({ aborted }, `${aborted} calls did not finish within ${core.shutdown.drainTimeout} ms and were aborted`);
+    await this.#teardown();
+    this.#setState("closed");
+    log.info(`${this.name} closed`);
+    log.flush();
+  }
+
+  /**
+   * Closes what start opened, in reverse: transports, outbound clients, the registrar, the stop hooks
+   * of everything DI built (also when start failed part way), telemetry.
+   */
+  async #teardown(): Promise<void> {
+    for (const transport of this.#listening.splice(0).reverse())
+      await this.#step(`close ${transport.kind}`, () => transport.close());
+    for (const hook of this.#shutdownHooks.clients) await this.#step("close clients", hook);
+    const registrar = this.options.registrar;
+    if (registrar !== undefined) await this.#step("close registrar", () => registrar.close());
+    for (const built of [...(this.#container?.built ?? [])].reverse()) {
+      if (built.onStop !== undefined) await this.#step(`${built.owner}.onStop`, built.onStop);
+    }
+    for (const hook of this.#shutdownHooks.telemetry) await this.#step("flush telemetry", hook);
+  }
+
+  /** Runs one shutdown step; a failure is logged and shutdown goes on. */
+  async #step(what: string, fn: () => unknown): Promise<void> {
+    try {
+      await fn();
+    } catch (error) {
+      this.#log?.error({ err: error }, `shutdown: ${what} failed`);
+    }
+  }
+
+  #setState(state: AppState): void {
+    this.#state = state;
+    if (appStateChannel.hasSubscribers) appStateChannel.publish({ app: this, state });
+  }
+
+  #host(): TransportHost {
+    const app = this;
+    const invoker = this.#invoker as Invoker;
+    const log = this.log;
+    return {
+      app: { name: this.name, version: this.version },
+      services: this.#services,
+      log,
+      get state() {
+        return app.#state;
+      },
+      config: (schema) => this.config(schema),
+      createCall: (init: Omit<CallInit, "log">) => new CallContext({ ...init, log }),
+      invoke: (method, input, call) => invoker.invoke(method, input, call),
+    };
+  }
+
+  #instances(): ServiceInstance[] {
+    const endpoints = Object.fromEntries(this.#endpoints.map((e) => [e.transport, e.url]));
+    return this.#services.map((service) => ({
+      id: `${service.fullName}-${randomUUID()}`,
+      service: service.fullName,
+      apiVersion: service.apiVersion,
+      version: this.version,
+      endpoints,
+      metadata: {},
+    }));
+  }
+}
+
+function checkServices(services: readonly ServiceDescriptor[]): void {
+  const byName = new Map<string, ServiceDescriptor>();
+  for (const service of services) {
+    const previous = byName.get(service.fullName);
+    if (previous !== undefined) {
+      throw coreErrors.create("GANTRY_ERR_DUPLICATE_SERVICE", {
+        first: previous.type.name,
+        second: service.type.name,
+        service: service.fullName,
+      });
+    }
+    byName.set(service.fullName, service);
+  }
+  checkRoutes(services);
+}
+
+/** Guard and interceptor classes named anywhere, which DI builds like providers. */
+function extensionClasses(options: AppOptions, services: readonly ServiceDescriptor[]): Constructor[] {
+  const refs = [
+    ...(options.guards ?? []),
+    ...(options.interceptors ?? []),
+    ...services.flatMap((s) => s.methods.flatMap((m) => [...m.guards, ...m.interceptors])),
+  ];
+  return [...new Set(refs.filter((ref) => typeof ref === "function") as Constructor[])];
+}
+
+async function resolveAll<T>(container: AppContainer, refs: readonly (T | Constructor<T>)[]): Promise<T[]> {
+  const resolved: T[] = [];
+  for (const ref of refs)
+    resolved.push(typeof ref === "function" ? await container.resolve(ref as Constructor<T>) : ref);
+  return resolved;
+}
+
+async function runHook(owner: string, hook: string, fn: () => unknown): Promise<void> {
+  try {
+    await fn();
+  } catch (error) {
+    throw coreErrors.create(
+      "GANTRY_ERR_HOOK_FAILED",
+      { owner, hook, reason: error instanceof Error ? error.message : String(error) },
+      { cause: error },
+    );
+  }
+}

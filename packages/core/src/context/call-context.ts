@@ -1,0 +1,144 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { randomUUID } from "node:crypto";
+import type { GantryError } from "../errors/gantry-error.js";
+import type { Logger } from "../logger.js";
+import type { MethodDescriptor } from "../service/descriptor.js";
+import { Metadata } from "./metadata.js";
+
+export interface CallInit {
+  readonly method: MethodDescriptor;
+  /** `http`, `grpc` or `direct` (an in-process call). */
+  readonly transport: string;
+  readonly metadata?: Metadata;
+  /** Absolute deadline, in epoch milliseconds. */
+  readonly deadline?: number;
+  readonly requestId?: string;
+  /** The caller's address, when the transport knows it. */
+  readonly peer?: string;
+  /** The app's logger; `ctx.log` is a child of it. */
+  readonly log: Logger;
+}
+
+/**
+ * Everything about the call in progress: who it is for, its deadline, metadata in and out, an abort
+ * signal, a request id and a logger that carries them. A method receives it as its second parameter,
+ * and `currentCall()` finds it anywhere below.
+ *
+ * @example
+ * async sayHello(req: HelloRequest, ctx: CallContext) {
+ *   ctx.log.info({ name: req.name }, "greeting");
+ *   await db.query(sql, { signal: ctx.signal });
+ * }
+ */
+export class CallContext {
+  /** Lets the service model recognise a parameter of this type. */
+  static readonly isCallContext = true;
+
+  readonly method: MethodDescriptor;
+  readonly transport: string;
+  readonly metadata: Metadata;
+  readonly requestId: string;
+  readonly peer: string | undefined;
+  readonly startedAt: number;
+  #deadline: number | undefined;
+  #appLog: Logger;
+  #onAbort: ((reason: GantryError) => void) | undefined;
+  #log: Logger | undefined;
+  #controller: AbortController | undefined;
+  #abortReason: GantryError | undefined;
+  #responseMetadata: Metadata | undefined;
+
+  constructor(init: CallInit) {
+    this.method = init.method;
+    this.transport = init.transport;
+    this.metadata = init.metadata ?? new Metadata();
+    this.#deadline = init.deadline;
+    this.requestId = init.requestId ?? randomUUID();
+    this.peer = init.peer;
+    this.startedAt = Date.now();
+    this.#appLog = init.log;
+  }
+
+  /**
+   * When the call must be done, in epoch milliseconds: the caller's deadline or the method's own
+   * `timeoutMs`, whichever comes first. Undefined when neither is set.
+   */
+  get deadline(): number | undefined {
+    return this.#deadline;
+  }
+
+  /** `hello.v1.HelloService` */
+  get service(): string {
+    return this.method.service.fullName;
+  }
+
+  /** Aborted when the caller cancels or disconnects, the deadline passes, or the server gives up on the call. */
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** Why the call was aborted, once it was. */
+  get abortReason(): GantryError | undefined {
+    return this.#abortReason;
+  }
+
+  /** A logger whose lines carry the service, method and request id. */
+  get log(): Logger {
+    this.#log ??= this.#appLog.child({
+      service: this.method.service.fullName,
+      method: this.method.name,
+      requestId: this.requestId,
+    });
+    return this.#log;
+  }
+
+  /** Metadata sent back to the caller: HTTP response headers, gRPC response metadata. */
+  get responseMetadata(): Metadata {
+    this.#responseMetadata ??= new Metadata();
+    return this.#responseMetadata;
+  }
+
+  /** @internal Whether the method set any response metadata, without creating it. */
+  get hasResponseMetadata(): boolean {
+    return this.#responseMetadata !== undefined && this.#responseMetadata.size > 0;
+  }
+
+  /** Milliseconds left before the deadline; Infinity without one. */
+  timeRemaining(): number {
+    return this.#deadline === undefined ? Number.POSITIVE_INFINITY : this.#deadline - Date.now();
+  }
+
+  /** @internal Brings the deadline forward to `deadline` if that is sooner. */
+  capDeadline(deadline: number): void {
+    if (this.#deadline === undefined || deadline < this.#deadline) this.#deadline = deadline;
+  }
+
+  /** @internal The pipeline's one listener for the abort, set while the call runs. */
+  setAbortListener(listener: ((reason: GantryError) => void) | undefined): void {
+    this.#onAbort = listener;
+  }
+
+  /** @internal Aborts the call's signal with this reason; later reasons are ignored. */
+  abort(reason: GantryError): void {
+    if (this.#abortReason !== undefined) return;
+    this.#abortReason = reason;
+    this.#controller?.abort(reason);
+    this.#onAbort?.(reason);
+  }
+}
+
+const storage = new AsyncLocalStorage<CallContext>();
+
+/** The call in progress, anywhere below a method; undefined outside a call. */
+export function currentCall(): CallContext | undefined {
+  return storage.getStore();
+}
+
+/** @internal Runs fn with `call` as the current call. */
+export function runInCall<T>(call: CallContext, fn: () => T): T {
+  return storage.run(call, fn);
+}

@@ -1,0 +1,49 @@
+/**
+ * The transport contract: what a transport gets from the app, and what it gives back. A transport
+ * only decodes requests into calls of the one pipeline (`host.invoke`) and encodes what comes out.
+ */
+import type { AppState } from "../app/state.js";
+import type { ConfigSchema } from "../config/schema.js";
+import type { CallContext, CallInit } from "../context/call-context.js";
+import type { Logger } from "../logger.js";
+import type { MethodDescriptor, ServiceDescriptor } from "../service/descriptor.js";
+
+export type { AppState } from "../app/state.js";
+
+/** Where a transport listens. */
+export interface Endpoint {
+  /** `http`, `grpc` */
+  readonly transport: string;
+  /** The address to call it at, never 0.0.0.0: `http://127.0.0.1:8080`. */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+/** What the app gives a transport when it starts it. */
+export interface TransportHost {
+  readonly app: { readonly name: string; readonly version: string };
+  readonly services: readonly ServiceDescriptor[];
+  readonly log: Logger;
+  /** The app's state: a transport reports ready only in `ready`. */
+  readonly state: AppState;
+  /** The resolved values of a config schema the transport declared. */
+  config<T>(schema: ConfigSchema<T>): T;
+  /** A new call context for a request. */
+  createCall(init: Omit<CallInit, "log">): CallContext;
+  /** Runs one call through the pipeline; rejects with a GantryError. */
+  invoke(method: MethodDescriptor, input: unknown, call: CallContext): Promise<unknown>;
+}
+
+/**
+ * A transport. The app calls `listen` at start, then at shutdown `drain` (stop taking new
+ * connections; calls in flight go on) and, once calls have drained, `close`.
+ */
+export interface Transport {
+  readonly kind: string;
+  /** The config keys it reads (`http.*`), if any. */
+  readonly config?: ConfigSchema<unknown>;
+  listen(host: TransportHost): Promise<readonly Endpoint[]>;
+  drain(): void | Promise<void>;
+  close(): Promise<void>;
+}

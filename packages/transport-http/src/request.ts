@@ -1,0 +1,183 @@
+import { isUtf8 } from "node:buffer";
+import type { IncomingMessage } from "node:http";
+import type { MessageDescriptor } from "@gantry/core";
+import { httpErrors } from "./errors.js";
+import { clip } from "./response.js";
+import type { RouteEntry } from "./router.js";
+
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+const CHARSET = /;\s*charset\s*=\s*"?([\w-]+)"?/i;
+
+/** Express's body parsers mark a request whose body they read; the body is then in `req.body`. */
+interface ParsedByExpress {
+  _body?: boolean;
+  body?: unknown;
+}
+
+/**
+ * Reads a JSON request body within the limit: checks the content type and encoding, the size (before
+ * reading, from Content-Length, and while reading), UTF-8, JSON syntax and prototype-poisoning keys.
+ * An empty body is an empty message.
+ */
+export function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  const parsed = req as IncomingMessage & ParsedByExpress;
+  if (parsed._body === true) return Promise.resolve(parsed.body ?? {});
+  const encoding = req.headers["content-encoding"];
+  if (encoding !== undefined && encoding.toLowerCase() !== "identity") {
+    return Promise.reject(httpErrors.create("GANTRY_ERR_UNSUPPORTED_ENCODING", { encoding: clip(encoding) }));
+  }
+  const length = req.headers["content-length"];
+  if (length !== undefined && Number(length) > limit) {
+    return Promise.reject(httpErrors.create("GANTRY_ERR_BODY_TOO_LARGE", { limit }));
+  }
+  if (length === "0" || (length === undefined && req.headers["transfer-encoding"] === undefined)) {
+    return Promise.resolve({});
+  }
+  const type = req.headers["content-type"];
+  if (type === undefined || !JSON_TYPE.test(type) || !isUtf8Charset(type)) {
+    return Promise.reject(
+      httpErrors.create("GANTRY_ERR_UNSUPPORTED_MEDIA_TYPE", { type: clip(type ?? "no content type") }),
+    );
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        reject(httpErrors.create("GANTRY_ERR_BODY_TOO_LARGE", { limit }));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      try {
+        resolve(parseJson(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
+      } catch (error) {
+        reject(error);
+      }
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    const cleanup = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+  });
+}
+
+function isUtf8Charset(type: string): boolean {
+  const charset = CHARSET.exec(type)?.[1]?.toLowerCase();
+  return charset === undefined || charset === "utf-8" || charset === "utf8";
+}
+
+/** Parses a JSON body, refusing invalid UTF-8 and `__proto__` / `constructor.prototype` keys. */
+export function parseJson(buffer: Buffer): unknown {
+  if (buffer.length === 0) return {};
+  if (!isUtf8(buffer)) throw httpErrors.create("GANTRY_ERR_BODY_NOT_UTF8");
+  const text = buffer.toString("utf8");
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw httpErrors.create("GANTRY_ERR_MALFORMED_JSON", { reason: clip((error as Error).message) });
+  }
+  if (text.includes("__proto__") || text.includes("constructor")) checkPoisoning(value);
+  return value;
+}
+
+function checkPoisoning(root: unknown): void {
+  const stack = [root];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (typeof node !== "object" || node === null) continue;
+    if (Object.hasOwn(node, "__proto__")) throw httpErrors.create("GANTRY_ERR_PROTO_POISONING", { key: "__proto__" });
+    const ctor = (node as Record<string, unknown>).constructor;
+    if (
+      Object.hasOwn(node, "constructor") &&
+      typeof ctor === "object" &&
+      ctor !== null &&
+      Object.hasOwn(ctor, "prototype")
+    ) {
+      throw httpErrors.create("GANTRY_ERR_PROTO_POISONING", { key: "constructor.prototype" });
+    }
+    for (const value of Object.values(node)) if (typeof value === "object" && value !== null) stack.push(value);
+  }
+}
+
+/**
+ * The input of a call from the parts of a request, as google.api.http binds them: the body (whole
+ * message or one field), then query parameters for the fields the body does not carry (dotted names
+ * reach into nested messages; repeated fields take every value), then headers, then path values.
+ * Values stay strings here; the message reader converts and checks them.
+ */
+export function bindInput(
+  entry: RouteEntry,
+  params: readonly string[],
+  query: string | undefined,
+  headers: IncomingMessage["headers"],
+  body: unknown,
+): unknown {
+  const { route, method } = entry;
+  let input: Record<string, unknown>;
+  if (route.body === "*") {
+    if (typeof body !== "object" || body === null || Array.isArray(body)) return body;
+    if (route.params.length === 0 && Object.keys(route.headers).length === 0) return body;
+    input = { ...(body as Record<string, unknown>) };
+  } else {
+    input = {};
+    if (route.body !== undefined) input[route.body] = body;
+    if (query !== undefined && query !== "") bindQuery(input, method.input, query);
+  }
+  for (const [field, header] of Object.entries(route.headers)) {
+    const value = headers[header];
+    if (value !== undefined) input[field] = value;
+  }
+  for (let i = 0; i < route.params.length; i++) input[route.params[i]] = decodeParam(params[i]);
+  return input;
+}
+
+function decodeParam(value: string): string {
+  if (!value.includes("%")) return value;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    throw httpErrors.create("GANTRY_ERR_BAD_PATH");
+  }
+}
+
+function bindQuery(input: Record<string, unknown>, descriptor: MessageDescriptor, query: string): void {
+  for (const [name, value] of new URLSearchParams(query)) {
+    let target = input;
+    let message: MessageDescriptor | undefined = descriptor;
+    const parts = name.split(".");
+    for (let i = 0; i < parts.length && message !== undefined; i++) {
+      const field = message.fieldByName.get(parts[i]);
+      if (field === undefined || field.cardinality === "map") break;
+      if (i < parts.length - 1) {
+        if (field.value.kind !== "message" || field.cardinality === "repeated") break;
+        const existing = target[field.key];
+        const nested = typeof existing === "object" && existing !== null ? (existing as Record<string, unknown>) : {};
+        target[field.key] = nested;
+        target = nested;
+        message = field.value.message;
+      } else if (field.value.kind !== "message") {
+        if (field.cardinality === "repeated") {
+          const list = Array.isArray(target[field.key]) ? (target[field.key] as unknown[]) : [];
+          list.push(value);
+          target[field.key] = list;
+        } else {
+          target[field.key] = value;
+        }
+      }
+    }
+  }
+}
