@@ -8,20 +8,22 @@ import type { RouteEntry } from "./router.js";
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 const CHARSET = /;\s*charset\s*=\s*"?([\w-]+)"?/i;
 
-/** Express's body parsers mark a request whose body they read; the body is then in `req.body`. */
-interface ParsedByExpress {
-  _body?: boolean;
-  body?: unknown;
-}
-
 /**
  * Reads a JSON request body within the limit: checks the content type and encoding, the size (before
  * reading, from Content-Length, and while reading), UTF-8, JSON syntax and prototype-poisoning keys.
  * An empty body is an empty message.
  */
 export function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
-  const parsed = req as IncomingMessage & ParsedByExpress;
-  if (parsed._body === true) return Promise.resolve(parsed.body ?? {});
+  if (req.readableEnded) {
+    // Express middleware (express.json, say) read the body already and left what it parsed in req.body.
+    const body = (req as IncomingMessage & { body?: unknown }).body ?? {};
+    try {
+      checkPoisoning(body);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return Promise.resolve(body);
+  }
   const encoding = req.headers["content-encoding"];
   if (encoding !== undefined && encoding.toLowerCase() !== "identity") {
     return Promise.reject(httpErrors.create("GANTRY_ERR_UNSUPPORTED_ENCODING", { encoding: clip(encoding) }));

@@ -15,8 +15,8 @@ const RESERVED = new Set([
 export interface Reply {
   readonly res: ServerResponse;
   readonly head: boolean;
-  /** Set once the transport is draining: the connection closes after this response. */
-  readonly close: boolean;
+  /** True once the transport is draining: the connection then closes after this response. */
+  closing(): boolean;
   readonly requestId: string;
   readonly cors: Readonly<Record<string, string>> | undefined;
 }
@@ -52,7 +52,7 @@ function baseHeaders(reply: Reply, type: string, body: string): Record<string, s
     "x-request-id": reply.requestId,
   };
   if (reply.cors !== undefined) Object.assign(headers, reply.cors);
-  if (reply.close) headers.connection = "close";
+  if (reply.closing()) headers.connection = "close";
   return headers;
 }
 

@@ -232,7 +232,7 @@ export class HttpTransport implements Transport {
     return {
       res,
       head: req.method === "HEAD",
-      close: this.#draining,
+      closing: () => this.#draining,
       requestId: typeof header === "string" && REQUEST_ID.test(header) ? header : randomUUID(),
       cors: corsHeaders((this.#config as HttpConfig).cors, req.headers),
     };

@@ -223,7 +223,8 @@ function checkDesignType(design: unknown, value: ValueType, fail: (problem: stri
       expected = [Date];
       break;
     case "enum":
-      expected = [Number];
+      // tsc records an enum-typed property as Number; transpilers without type information record the enum object.
+      expected = [Number, value.enum.object];
       break;
     case "message":
       expected = [value.message.type];

@@ -1,0 +1,65 @@
+import { readFileSync } from "node:fs";
+import { cliErrors } from "@gantry/cli";
+import {
+  coreErrors,
+  type ErrorDefinition,
+  type ErrorTable,
+  HTTP_STATUS_BY_STATUS,
+  isRetryableStatus,
+  Status,
+  type StatusName,
+} from "@gantry/core";
+import { httpErrors } from "@gantry/transport-http";
+import { describe, expect, test } from "vitest";
+
+/** docs/errors.md lists every error table of every package; this keeps the page and the code in step. */
+const page = readFileSync(new URL("../docs/errors.md", import.meta.url), "utf8");
+
+/** The rows of the table under a `## heading`, as arrays of cell texts. */
+function tableRows(heading: string): string[][] {
+  const start = page.indexOf(`\n## ${heading}\n`);
+  expect(start, `docs/errors.md has a "## ${heading}" section`).toBeGreaterThan(-1);
+  const rest = page.slice(start + heading.length + 5);
+  const end = rest.indexOf("\n## ");
+  return (end === -1 ? rest : rest.slice(0, end))
+    .split("\n")
+    .filter((line) => line.startsWith("|") && !line.startsWith("| ---") && !line.startsWith("| Code") && !line.startsWith("| Status"))
+    .map((line) =>
+      line
+        .slice(1, -1)
+        .split(/(?<!\\)\|/)
+        .map((cell) => cell.trim().replaceAll("\\|", "|")),
+    );
+}
+
+describe("docs/errors.md", () => {
+  test("lists the canonical statuses with their gRPC codes, HTTP statuses and retryability", () => {
+    const expected = (Object.keys(Status) as StatusName[]).map((name) => [
+      name,
+      String(Status[name]),
+      String(HTTP_STATUS_BY_STATUS[name]),
+      isRetryableStatus(name) ? "yes" : "no",
+    ]);
+    expect(tableRows("Canonical statuses")).toEqual(expected);
+  });
+
+  test.each([
+    ["@gantry/core", coreErrors],
+    ["@gantry/transport-http", httpErrors],
+    ["@gantry/cli", cliErrors],
+  ] as [string, ErrorTable<Record<string, ErrorDefinition>>][])("lists every error of %s exactly as the code defines it", (heading, table) => {
+    const expected = Object.entries(table.definitions).map(([code, definition]) => [
+      `\`${code}\``,
+      definition.status,
+      String(definition.httpStatus ?? HTTP_STATUS_BY_STATUS[definition.status]),
+      (definition.retryable ?? isRetryableStatus(definition.status)) ? "yes" : "no",
+      definition.message,
+    ]);
+    expect(tableRows(heading)).toEqual(expected);
+  });
+
+  test("gives every specific code once across all packages", () => {
+    const codes = [coreErrors, httpErrors, cliErrors].flatMap((table) => Object.keys(table.definitions));
+    expect(new Set(codes).size).toBe(codes.length);
+  });
+});
