@@ -23,7 +23,10 @@ function tableRows(heading: string): string[][] {
   const end = rest.indexOf("\n## ");
   return (end === -1 ? rest : rest.slice(0, end))
     .split("\n")
-    .filter((line) => line.startsWith("|") && !line.startsWith("| ---") && !line.startsWith("| Code") && !line.startsWith("| Status"))
+    .filter(
+      (line) =>
+        line.startsWith("|") && !line.startsWith("| ---") && !line.startsWith("| Code") && !line.startsWith("| Status"),
+    )
     .map((line) =>
       line
         .slice(1, -1)
@@ -47,16 +50,19 @@ describe("docs/errors.md", () => {
     ["@gantry/core", coreErrors],
     ["@gantry/transport-http", httpErrors],
     ["@gantry/cli", cliErrors],
-  ] as [string, ErrorTable<Record<string, ErrorDefinition>>][])("lists every error of %s exactly as the code defines it", (heading, table) => {
-    const expected = Object.entries(table.definitions).map(([code, definition]) => [
-      `\`${code}\``,
-      definition.status,
-      String(definition.httpStatus ?? HTTP_STATUS_BY_STATUS[definition.status]),
-      (definition.retryable ?? isRetryableStatus(definition.status)) ? "yes" : "no",
-      definition.message,
-    ]);
-    expect(tableRows(heading)).toEqual(expected);
-  });
+  ] as [string, ErrorTable<Record<string, ErrorDefinition>>][])(
+    "lists every error of %s exactly as the code defines it",
+    (heading, table) => {
+      const expected = Object.entries(table.definitions).map(([code, definition]) => [
+        `\`${code}\``,
+        definition.status,
+        String(definition.httpStatus ?? HTTP_STATUS_BY_STATUS[definition.status]),
+        (definition.retryable ?? isRetryableStatus(definition.status)) ? "yes" : "no",
+        definition.message,
+      ]);
+      expect(tableRows(heading)).toEqual(expected);
+    },
+  );
 
   test("gives every specific code once across all packages", () => {
     const codes = [coreErrors, httpErrors, cliErrors].flatMap((table) => Object.keys(table.definitions));
