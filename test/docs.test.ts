@@ -1,15 +1,19 @@
 import { readFileSync } from "node:fs";
 import { cliErrors } from "@gantry/cli";
 import {
+  type ConfigSchema,
+  coreConfigSchema,
   coreErrors,
   type ErrorDefinition,
   type ErrorTable,
+  envName,
   HTTP_STATUS_BY_STATUS,
   isRetryableStatus,
+  loadConfig,
   Status,
   type StatusName,
 } from "@gantry/core";
-import { httpErrors } from "@gantry/transport-http";
+import { httpConfigSchema, httpErrors } from "@gantry/transport-http";
 import { describe, expect, test } from "vitest";
 
 /** docs/errors.md lists every error table of every package; this keeps the page and the code in step. */
@@ -67,5 +71,34 @@ describe("docs/errors.md", () => {
   test("gives every specific code once across all packages", () => {
     const codes = [coreErrors, httpErrors, cliErrors].flatMap((table) => Object.keys(table.definitions));
     expect(new Set(codes).size).toBe(codes.length);
+  });
+});
+
+describe("README.md", () => {
+  test("shows the quick start exactly as test/quick-start.ts, which tsc compiles", () => {
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+    const quickStart = readFileSync(new URL("./quick-start.ts", import.meta.url), "utf8");
+    expect(readme).toContain(`## Quick start\n\n\`\`\`ts\n${quickStart}\`\`\``);
+  });
+});
+
+describe("config keys in the package READMEs", () => {
+  test.each([
+    ["packages/core/README.md", coreConfigSchema({ services: [] })],
+    ["packages/transport-http/README.md", httpConfigSchema({})],
+  ] as const)("%s lists every key with its environment variable", (file, schema) => {
+    const readme = readFileSync(new URL(`../${file}`, import.meta.url), "utf8");
+    const { values } = loadConfig([schema as ConfigSchema<unknown>], { env: {} });
+    const keys: string[] = [];
+    const walk = (node: object, prefix: string) => {
+      for (const [name, value] of Object.entries(node)) {
+        if (typeof value === "object" && value !== null && !Array.isArray(value)) walk(value, `${prefix}${name}.`);
+        else keys.push(prefix + name);
+      }
+    };
+    walk(values.get(schema as ConfigSchema<unknown>) as object, "");
+    expect(keys.length).toBeGreaterThan(3);
+    for (const key of keys)
+      expect(readme).toMatch(new RegExp(`\\| \`${key}\` +\\| \`${schema.envPrefix}${envName(key)}\``));
   });
 });

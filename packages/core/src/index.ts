@@ -5,6 +5,7 @@
  * `@gantry/core/testing`.
  */
 export { type AppOptions, createApp, GantryApp, type ShutdownStep, type StartOptions } from "./app/app.js";
+export { type CoreConfigValues, coreConfigSchema } from "./app/config.js";
 export type { AppState } from "./app/state.js";
 export { type ConfigSources, loadConfig } from "./config/load.js";
 export {
