@@ -6,6 +6,7 @@ import { CallContext, type CallInit, currentCall } from "../context/call-context
 import { Metadata } from "../context/metadata.js";
 import { AppContainer, type Provider } from "../di/container.js";
 import { appStateChannel } from "../diagnostics.js";
+import { GantryError } from "../errors/gantry-error.js";
 import { coreErrors } from "../errors/table.js";
 import { createLogger, LOGGER, type Logger, type LoggerOptions } from "../logger.js";
 import { readMessage, writeMessage } from "../message/json.js";
@@ -179,7 +180,18 @@ export class GantryApp {
       log: this.#log,
     });
     const output = await invoker.invoke(method, input, call);
-    return readMessage(method.output, writeMessage(method.output, output, method.path), { rules: false });
+    const written = writeMessage(method.output, output, method.path);
+    try {
+      return readMessage(method.output, written, { rules: false });
+    } catch (error) {
+      // The output is the method's fault, not the caller's: not INVALID_ARGUMENT but BAD_OUTPUT.
+      const violations = error instanceof GantryError ? error.violations : [];
+      throw coreErrors.create(
+        "GANTRY_ERR_BAD_OUTPUT",
+        { method: method.path, message: method.output.name },
+        { details: { field: violations[0]?.field ?? "", problem: violations[0]?.description ?? String(error) } },
+      );
+    }
   }
 
   /** The descriptor of a method, by service class (or full name) and member or wire name. */

@@ -74,7 +74,8 @@ export class Metadata {
   }
 
   get size(): number {
-    return this.#entries?.size ?? Object.keys(this.#source ?? {}).length;
+    // Keys whose value is undefined are absent, as entries() and get() treat them.
+    return this.#entries?.size ?? Object.values(this.#source ?? {}).filter((value) => value !== undefined).length;
   }
 
   toJSON(): Record<string, string[]> {

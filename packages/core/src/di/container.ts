@@ -88,14 +88,14 @@ export class AppContainer {
   provide(provider: Provider, where: string): void {
     const { identifier, bind } = this.#binding(provider, where);
     if (this.#container.isBound(identifier)) {
+      // unbind also drops the identifier's activation handler: it is registered again below.
       this.#container.unbind(identifier);
       this.#classes.delete(identifier);
       this.#factories.delete(identifier);
       this.#hooks.delete(identifier);
-      bind();
-      return;
+    } else {
+      this.#identifiers.push(identifier);
     }
-    this.#identifiers.push(identifier);
     bind();
     this.#container.onActivation(identifier, (_context, instance) => {
       this.#record(identifier, instance);
@@ -167,6 +167,7 @@ export class AppContainer {
       return {
         identifier: provider,
         bind: () => {
+          this.#checkClass(provider, nameOf(provider), false);
           this.#classes.set(provider, provider);
           this.#container.bind(provider).toSelf().inSingletonScope();
         },
@@ -191,6 +192,7 @@ export class AppContainer {
       return {
         identifier,
         bind: () => {
+          this.#checkClass(provider.useClass, nameOf(identifier), false);
           this.#classes.set(identifier, provider.useClass);
           binder()
             .to(provider.useClass as new (...args: never[]) => unknown)
@@ -219,7 +221,12 @@ export class AppContainer {
     throw fail(`${nameOf(identifier)} needs useClass, useValue, useFactory or useExisting`);
   }
 
-  #checkClass(type: Constructor, owner: string): void {
+  /**
+   * Checks the constructor parameters of a class. Parameters whose type names no provider are checked
+   * before binding (inversify refuses to bind such a class with an error of its own); whether the
+   * others are bound, once everything is (`bindings`).
+   */
+  #checkClass(type: Constructor, owner: string, bindings = true): void {
     const types = designParamTypes(type) ?? [];
     const records = getOwn<Map<number, ParameterRecord>>("inject", type) ?? new Map<number, ParameterRecord>();
     const count = Math.max(types.length, type.length);
@@ -235,7 +242,7 @@ export class AppContainer {
           hint: "its type cannot name a provider; mark it with @Inject(token)",
         });
       }
-      if (!this.#container.isBound(identifier as symbol)) {
+      if (bindings && !this.#container.isBound(identifier as symbol)) {
         throw coreErrors.create("GANTRY_ERR_MISSING_PROVIDER", {
           owner,
           index,

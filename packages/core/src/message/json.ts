@@ -131,6 +131,8 @@ function readField(field: FieldDescriptor, raw: unknown, prefix: string, state: 
         value = field.cardinality === "optional" ? undefined : defaultValue(field.value);
       } else {
         value = readValue(field.value, raw, path, state, true);
+        // A value of the wrong type is already reported; its rules (such as required) say nothing more.
+        if (value === undefined) return undefined;
       }
     }
   }
@@ -208,7 +210,8 @@ function readScalar(scalar: ScalarType, raw: unknown): unknown {
     case "fixed64":
       return readInt64(raw, 0n, UINT64_MAX);
     case "bytes":
-      if (raw instanceof Uint8Array) return raw.slice();
+      // Not raw.slice(): on a Buffer that is a view of the caller's memory, not a copy.
+      if (raw instanceof Uint8Array) return new Uint8Array(raw);
       if (typeof raw !== "string" || !BASE64.test(raw)) return new Invalid("must be base64 text");
       return new Uint8Array(Buffer.from(raw, "base64"));
   }
@@ -216,8 +219,11 @@ function readScalar(scalar: ScalarType, raw: unknown): unknown {
 
 function readFloat(raw: unknown, single: boolean): unknown {
   let value: number;
-  if (typeof raw === "number") value = raw;
-  else if (raw === "NaN") return Number.NaN;
+  // NaN and the infinities are valid values; JSON spells them as text, in-process callers as numbers.
+  if (typeof raw === "number") {
+    if (!Number.isFinite(raw)) return raw;
+    value = raw;
+  } else if (raw === "NaN") return Number.NaN;
   else if (raw === "Infinity") return Number.POSITIVE_INFINITY;
   else if (raw === "-Infinity") return Number.NEGATIVE_INFINITY;
   else if (typeof raw === "string" && DECIMAL.test(raw)) value = Number(raw);
@@ -256,8 +262,16 @@ function readTimestamp(raw: unknown): unknown {
   const [, year, month, day, hour, minute, second, fraction = "", offset] = match;
   const ms = `${fraction}000`.slice(0, 3);
   const time = Date.parse(`${year}-${month}-${day}T${hour}:${minute}:${second}.${ms}${offset === "z" ? "Z" : offset}`);
-  if (Number.isNaN(time) || year === "0000") return new Invalid("must be a valid date between 0001 and 9999");
+  // Date.parse rolls 2023-02-29 over to March 1 and accepts 24:00: check the fields themselves.
+  const days = [31, isLeap(Number(year)) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][Number(month) - 1];
+  if (Number.isNaN(time) || year === "0000" || days === undefined || Number(day) > days || Number(hour) > 23) {
+    return new Invalid("must be a valid date between 0001 and 9999");
+  }
   return new Date(time);
+}
+
+function isLeap(year: number): boolean {
+  return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
 }
 
 function readMapKey(field: FieldDescriptor, key: string): string | Invalid {
@@ -310,6 +324,15 @@ function checkRules(field: FieldDescriptor, value: unknown, path: string, state:
     const size = Array.isArray(value) ? value.length : Object.keys(value as object).length;
     if (rules.minItems !== undefined && size < rules.minItems) fail(`must have at least ${rules.minItems} items`);
     if (rules.maxItems !== undefined && size > rules.maxItems) fail(`must have at most ${rules.maxItems} items`);
+    // Value rules (length, pattern, bounds) apply to each element or map value.
+    if (hasValueRules(rules)) {
+      const items: [string, unknown][] = Array.isArray(value)
+        ? value.map((item, i) => [`${path}[${i}]`, item])
+        : Object.entries(value as object).map(([key, item]) => [`${path}[${JSON.stringify(key)}]`, item]);
+      for (const [itemPath, item] of items) {
+        checkValueRules(rules, item, (description) => state.violations.push({ field: itemPath, description }));
+      }
+    }
   } else {
     checkValueRules(rules, value, fail);
   }
@@ -319,14 +342,26 @@ function checkRules(field: FieldDescriptor, value: unknown, path: string, state:
   }
 }
 
+function hasValueRules(rules: FieldDescriptor["rules"]): boolean {
+  return (
+    rules.minLength !== undefined ||
+    rules.maxLength !== undefined ||
+    rules.pattern !== undefined ||
+    rules.min !== undefined ||
+    rules.max !== undefined
+  );
+}
+
 function checkValueRules(rules: FieldDescriptor["rules"], value: unknown, fail: (d: string) => void): void {
   if (typeof value === "string") {
     if (rules.minLength !== undefined || rules.maxLength !== undefined) {
-      // Count code points only when the UTF-16 length leaves the answer open.
-      const length =
-        value.length <= (rules.minLength ?? 0) || value.length > (rules.maxLength ?? Infinity)
-          ? [...value].length
-          : value.length;
+      // A string has between half its UTF-16 length and its UTF-16 length in code points: count them
+      // only when that range leaves the answer open.
+      const units = value.length;
+      const open =
+        (rules.minLength !== undefined && units >= rules.minLength && Math.ceil(units / 2) < rules.minLength) ||
+        (rules.maxLength !== undefined && units > rules.maxLength);
+      const length = open ? [...value].length : units;
       if (rules.minLength !== undefined && length < rules.minLength)
         fail(`must be at least ${rules.minLength} characters`);
       if (rules.maxLength !== undefined && length > rules.maxLength)
@@ -406,12 +441,13 @@ function writeObject(
         break;
       }
       case "map": {
-        const map: Record<string, unknown> = {};
+        // A null-prototype object, so that a "__proto__" key is written as a key.
+        const map = Object.create(null) as Record<string, unknown>;
         if (value !== undefined && value !== null) {
           if (typeof value !== "object") throw badOutput(state, path, "is not an object");
           const entries = value instanceof Map ? [...value.entries()] : Object.entries(value);
           for (const [key, item] of entries)
-            map[String(key)] = writeValue(field.value, item, `${path}[${key}]`, state, depth);
+            map[String(key)] = writeValue(field.value, item, `${path}[${JSON.stringify(String(key))}]`, state, depth);
         }
         out[field.key] = map;
         break;
@@ -446,6 +482,13 @@ function writeValue(type: ValueType, value: unknown, path: string, state: WriteS
   }
 }
 
+/** The integer as it is, or BAD_OUTPUT when its type cannot hold it (the reader would refuse it). */
+function inRange<T extends number | bigint>(scalar: ScalarType, value: T, path: string, state: WriteState): T {
+  const checked = readScalar(scalar, value);
+  if (checked instanceof Invalid) throw badOutput(state, path, checked.description);
+  return value;
+}
+
 function writeScalar(scalar: ScalarType, value: unknown, path: string, state: WriteState): unknown {
   switch (scalar) {
     case "string":
@@ -460,17 +503,19 @@ function writeScalar(scalar: ScalarType, value: unknown, path: string, state: Wr
     case "double":
     case "float":
       if (typeof value !== "number") throw badOutput(state, path, "is not a number");
-      return Number.isFinite(value) ? value : String(value);
+      if (!Number.isFinite(value)) return String(value);
+      if (scalar === "float" && Math.abs(value) > FLOAT_MAX) throw badOutput(state, path, "is out of range");
+      return value;
     case "int64":
     case "uint64":
     case "sint64":
     case "fixed64":
     case "sfixed64":
-      if (typeof value === "bigint") return value.toString();
-      if (typeof value === "number" && Number.isInteger(value)) return String(value);
-      throw badOutput(state, path, "is not a bigint");
+      if (typeof value !== "bigint" && !(typeof value === "number" && Number.isInteger(value)))
+        throw badOutput(state, path, "is not a bigint");
+      return inRange(scalar, value, path, state).toString();
     default:
       if (typeof value !== "number" || !Number.isInteger(value)) throw badOutput(state, path, "is not an integer");
-      return value;
+      return inRange(scalar, value, path, state);
   }
 }

@@ -16,6 +16,7 @@ export interface MethodHandler {
 }
 
 const SERVER_FAULTS = new Set(["INTERNAL", "UNKNOWN", "DATA_LOSS"]);
+const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * The one pipeline every call runs through, whatever its transport: admission (the cap on concurrent
@@ -61,7 +62,11 @@ export class Invoker {
     this.#active.add(call);
     const running = this.#run(handler, input, call);
     return new Promise((resolve, reject) => {
-      const timer = remaining === undefined ? undefined : setTimeout(() => call.abort(deadlineError(call)), remaining);
+      // Node fires a timer of more than 2^31 - 1 ms (24.8 days) after 1 ms: longer deadlines wait that long.
+      const timer =
+        remaining === undefined
+          ? undefined
+          : setTimeout(() => call.abort(deadlineError(call)), Math.min(remaining, MAX_TIMER_MS));
       call.setAbortListener((reason) => {
         clearTimeout(timer);
         reject(reason);
@@ -75,7 +80,10 @@ export class Invoker {
         (error: unknown) => {
           clearTimeout(timer);
           this.#settled(call);
-          reject(this.#fault(error, call));
+          // A method that gives up because its call was aborted (deadline, shutdown) did what it should:
+          // the caller already has the abort reason, and its AbortError is no server fault to log.
+          if (call.abortReason !== undefined && isAbortError(error, call.abortReason)) reject(call.abortReason);
+          else reject(this.#fault(error, call));
         },
       );
     });
@@ -174,6 +182,10 @@ export class Invoker {
     }
     return fault;
   }
+}
+
+function isAbortError(error: unknown, reason: GantryError): boolean {
+  return error === reason || (error instanceof Error && error.name === "AbortError");
 }
 
 function deadlineError(call: CallContext): GantryError {
