@@ -464,7 +464,7 @@ describe("readMessage", () => {
     expect(error.violations).toEqual([
       { field: "i32", description: "must be between -2147483648 and 2147483647" },
       { field: "text", description: "must be a string" },
-      { field: "items[2].name", description: "must be at least 1 characters" },
+      { field: "items[2].name", description: "must be at least 1 character" },
       { field: "items[2].quantity", description: "must be an integer" },
       { field: 'labels["k"]', description: "must be an integer" },
       { field: "createdAt", description: "must be an RFC 3339 timestamp such as 2024-05-01T12:00:00Z" },
@@ -472,7 +472,7 @@ describe("readMessage", () => {
     ]);
     expect(error.message).toBe(
       "invalid Everything: i32 must be between -2147483648 and 2147483647; text must be a string; " +
-        "items[2].name must be at least 1 characters (and 4 more)",
+        "items[2].name must be at least 1 character (and 4 more)",
     );
   });
 });
@@ -576,8 +576,8 @@ describe("validation rules", () => {
 
   test("minItems and maxItems, for lists and maps", () => {
     expect(ruleViolations({ tags: [], attrs: { a: "1", b: "2" } })).toEqual([
-      { field: "tags", description: "must have at least 1 items" },
-      { field: "attrs", description: "must have at most 1 items" },
+      { field: "tags", description: "must have at least 1 item" },
+      { field: "attrs", description: "must have at most 1 item" },
     ]);
     expect(ruleViolations({ tags: ["a", "b", "c"] })).toEqual([
       { field: "tags", description: "must have at most 2 items" },
@@ -596,7 +596,7 @@ describe("validation rules", () => {
 
   test("rules apply to nested messages with their paths", () => {
     expect(ruleViolations({ item: { name: "" } })).toEqual([
-      { field: "item.name", description: "must be at least 1 characters" },
+      { field: "item.name", description: "must be at least 1 character" },
     ]);
   });
 

@@ -184,7 +184,7 @@ describe("guards and interceptors", () => {
     expect(error.status).toBe("INVALID_ARGUMENT");
     expect(error.code).toBe("GANTRY_ERR_VALIDATION");
     expect(error.violations).toEqual([
-      { field: "text", description: "must be at least 1 characters" },
+      { field: "text", description: "must be at least 1 character" },
       { field: "times", description: "must be at most 10" },
     ]);
     expect(trail).toEqual([

@@ -100,6 +100,18 @@ describe.each(["fast", "express"] as const)("HTTP transport on the %s path", (pa
     ["a __proto__ key", '{"id":"a","__proto__":{"admin":true}}', 400, "GANTRY_ERR_PROTO_POISONING"],
     ["a nested __proto__ key", '{"address":{"__proto__":{"x":1}}}', 400, "GANTRY_ERR_PROTO_POISONING"],
     ["a constructor.prototype key", '{"constructor":{"prototype":{"admin":true}}}', 400, "GANTRY_ERR_PROTO_POISONING"],
+    [
+      "a __proto__ key spelled with escapes",
+      '{"id":"a","\\u005f_proto__":{"admin":true}}',
+      400,
+      "GANTRY_ERR_PROTO_POISONING",
+    ],
+    [
+      "a constructor key spelled with escapes",
+      '{"\\u0063onstructor":{"prototype":{"admin":true}}}',
+      400,
+      "GANTRY_ERR_PROTO_POISONING",
+    ],
   ])("refuses %s", async (_name, body, status, code) => {
     const response = await post("/items", body);
     expect(response.status).toBe(status);

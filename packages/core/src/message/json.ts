@@ -322,8 +322,10 @@ function checkRules(field: FieldDescriptor, value: unknown, path: string, state:
   if (value === undefined) return;
   if (field.cardinality === "repeated" || field.cardinality === "map") {
     const size = Array.isArray(value) ? value.length : Object.keys(value as object).length;
-    if (rules.minItems !== undefined && size < rules.minItems) fail(`must have at least ${rules.minItems} items`);
-    if (rules.maxItems !== undefined && size > rules.maxItems) fail(`must have at most ${rules.maxItems} items`);
+    if (rules.minItems !== undefined && size < rules.minItems)
+      fail(`must have at least ${count(rules.minItems, "item")}`);
+    if (rules.maxItems !== undefined && size > rules.maxItems)
+      fail(`must have at most ${count(rules.maxItems, "item")}`);
     // Value rules (length, pattern, bounds) apply to each element or map value.
     if (hasValueRules(rules)) {
       const items: [string, unknown][] = Array.isArray(value)
@@ -340,6 +342,11 @@ function checkRules(field: FieldDescriptor, value: unknown, path: string, state:
     const problem = rules.validate(value);
     if (problem !== undefined) fail(problem);
   }
+}
+
+/** `1 character`, `3 characters` */
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 function hasValueRules(rules: FieldDescriptor["rules"]): boolean {
@@ -363,9 +370,9 @@ function checkValueRules(rules: FieldDescriptor["rules"], value: unknown, fail: 
         (rules.maxLength !== undefined && units > rules.maxLength);
       const length = open ? [...value].length : units;
       if (rules.minLength !== undefined && length < rules.minLength)
-        fail(`must be at least ${rules.minLength} characters`);
+        fail(`must be at least ${count(rules.minLength, "character")}`);
       if (rules.maxLength !== undefined && length > rules.maxLength)
-        fail(`must be at most ${rules.maxLength} characters`);
+        fail(`must be at most ${count(rules.maxLength, "character")}`);
     }
     if (rules.pattern !== undefined) {
       rules.pattern.lastIndex = 0;
