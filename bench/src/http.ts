@@ -31,17 +31,32 @@ type ContenderId = "raw-node" | "express" | "gantry-fast" | "gantry-express";
 interface Contender {
   readonly id: ContenderId;
   readonly label: string;
+  /** The script Node runs, and its arguments. */
   readonly script: string;
   readonly args: readonly string[];
   /** For Gantry: the serving path every request must have taken. */
   readonly path?: "fast" | "express";
 }
 
+/** Gantry runs the way users run it: `gantry start <entry>`, with its config given as flags. */
+const GANTRY_BIN = fileURLToPath(new URL("./bin.js", import.meta.resolve("@gantry/cli")));
+
+function gantry(path: "fast" | "express"): readonly string[] {
+  const settings = [`http.path=${path}`, "http.port=0", "http.host=127.0.0.1", "log.level=silent"];
+  return ["start", join(SERVERS, "gantry.js"), ...settings.flatMap((setting) => ["--set", setting])];
+}
+
 const CONTENDERS: readonly Contender[] = [
-  { id: "raw-node", label: "raw node:http", script: "raw-node.js", args: [] },
-  { id: "express", label: "express 5", script: "express.js", args: [] },
-  { id: "gantry-fast", label: "gantry (fast path)", script: "gantry.js", args: ["fast"], path: "fast" },
-  { id: "gantry-express", label: "gantry (express path)", script: "gantry.js", args: ["express"], path: "express" },
+  { id: "raw-node", label: "raw node:http", script: join(SERVERS, "raw-node.js"), args: [] },
+  { id: "express", label: "express 5", script: join(SERVERS, "express.js"), args: [] },
+  { id: "gantry-fast", label: "gantry (fast path)", script: GANTRY_BIN, args: gantry("fast"), path: "fast" },
+  {
+    id: "gantry-express",
+    label: "gantry (express path)",
+    script: GANTRY_BIN,
+    args: gantry("express"),
+    path: "express",
+  },
 ];
 
 interface Scenario {
@@ -209,7 +224,7 @@ interface RunPlace {
 
 /** One run: a fresh server, a check of its answers, a warm-up, then the measured load. */
 async function runOnce(scenario: Scenario, contender: Contender, place: RunPlace, options: BenchOptions): Promise<Run> {
-  const server = await startServer(join(SERVERS, contender.script), contender.args, options.serverCore);
+  const server = await startServer(contender.script, contender.args, options.serverCore);
   let measured: { warmup: WrkResult; result: WrkResult; cpu: CpuShares };
   try {
     const url = `http://127.0.0.1:${server.port}${scenario.path}`;

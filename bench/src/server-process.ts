@@ -47,7 +47,7 @@ export async function startServer(script: string, args: readonly string[], core:
   const lines: Record<string, unknown>[] = [];
   let onLine: (() => void) | undefined;
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-    const value = parseJsonLine(line);
+    const value = parseJsonLine(line) ?? gantryEndpoint(line);
     if (value === undefined) return;
     lines.push(value);
     onLine?.();
@@ -95,4 +95,10 @@ function parseJsonLine(line: string): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** `gantry start` prints where it listens as `  http  http://127.0.0.1:PORT`. */
+function gantryEndpoint(line: string): Record<string, unknown> | undefined {
+  const match = /^\s+http\s+http:\/\/[^\s]+:(\d+)$/.exec(line);
+  return match === null ? undefined : { port: Number(match[1]) };
 }

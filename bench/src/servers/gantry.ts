@@ -1,11 +1,11 @@
 /**
- * Contenders (c) and (d): the same work as the baselines, as a Gantry service. The first argument
- * picks the serving path: `fast` (node:http, no express) or `express`.
+ * Contenders (c) and (d): the same work as the baselines, as a Gantry service, started the way users
+ * start one; the config key http.path picks the serving path:
  *
- *   node dist/servers/gantry.js fast
+ *   gantry start dist/servers/gantry.js --set http.path=fast --set http.port=0
  */
 import { createApp, Field, Get, Message, Method, Post, Service } from "@gantry/core";
-import { httpTransport, type ServingPath } from "@gantry/transport-http";
+import { httpTransport } from "@gantry/transport-http";
 import { report } from "./baseline.js";
 
 @Message()
@@ -41,18 +41,12 @@ class BenchService {
   }
 }
 
-const path = process.argv[2] as ServingPath;
-if (path !== "fast" && path !== "express") throw new TypeError(`give the serving path: fast or express, not ${path}`);
-
-const transport = httpTransport({ path });
+const transport = httpTransport();
 const app = createApp({ name: "bench", services: [BenchService], transports: [transport] });
-await app.start({ env: {}, flags: { "http.port": "0", "http.host": "127.0.0.1", "log.level": "silent" } });
-const endpoint = app.endpoints.find((e) => e.transport === "http");
-if (endpoint === undefined) throw new Error("the app has no http endpoint");
-report({ port: endpoint.port });
+// After the transports closed: which path served Gantry's routes (a run on the wrong path would
+// compare the wrong thing), as the last line the server prints.
+app.onShutdown("telemetry", () =>
+  report({ served: transport.stats.fast + transport.stats.express, stats: transport.stats }),
+);
 
-process.once("SIGTERM", async () => {
-  await app.close();
-  // Which path served Gantry's routes: a run on the wrong path would compare the wrong thing.
-  report({ served: transport.stats.fast + transport.stats.express, stats: transport.stats });
-});
+export default app;

@@ -7,74 +7,90 @@ import type { RouteEntry } from "./router.js";
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 const CHARSET = /;\s*charset\s*=\s*"?([\w-]+)"?/i;
-const SUSPICIOUS = /__proto__|constructor|\\u/;
 
 /**
- * Reads a JSON request body within the limit: checks the content type and encoding, the size (before
- * reading, from Content-Length, and while reading), UTF-8, JSON syntax and prototype-poisoning keys.
- * An empty body is an empty message.
+ * Reads a JSON request body within the limit, then calls `done` once, with the error or the body:
+ * checks the content type and encoding, the size (before reading, from Content-Length, and while
+ * reading), UTF-8, JSON syntax and prototype-poisoning keys. An empty body is an empty message.
+ * A callback rather than a promise: this runs for every request with a body.
  */
-export function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+export function readJsonBody(
+  req: IncomingMessage,
+  limit: number,
+  done: (error: unknown, body?: unknown) => void,
+): void {
   if (req.readableEnded) {
     // Express middleware (express.json, say) read the body already and left what it parsed in req.body.
     const body = (req as IncomingMessage & { body?: unknown }).body ?? {};
     try {
       checkPoisoning(body);
     } catch (error) {
-      return Promise.reject(error);
+      done(error);
+      return;
     }
-    return Promise.resolve(body);
+    done(undefined, body);
+    return;
   }
   const encoding = req.headers["content-encoding"];
   if (encoding !== undefined && encoding.toLowerCase() !== "identity") {
-    return Promise.reject(httpErrors.create("GANTRY_ERR_UNSUPPORTED_ENCODING", { encoding: clip(encoding) }));
+    done(httpErrors.create("GANTRY_ERR_UNSUPPORTED_ENCODING", { encoding: clip(encoding) }));
+    return;
   }
   const length = req.headers["content-length"];
   if (length !== undefined && Number(length) > limit) {
-    return Promise.reject(httpErrors.create("GANTRY_ERR_BODY_TOO_LARGE", { limit }));
+    done(httpErrors.create("GANTRY_ERR_BODY_TOO_LARGE", { limit }));
+    return;
   }
   if (length === "0" || (length === undefined && req.headers["transfer-encoding"] === undefined)) {
-    return Promise.resolve({});
+    done(undefined, {});
+    return;
   }
   const type = req.headers["content-type"];
-  if (type === undefined || !JSON_TYPE.test(type) || !isUtf8Charset(type)) {
-    return Promise.reject(
-      httpErrors.create("GANTRY_ERR_UNSUPPORTED_MEDIA_TYPE", { type: clip(type ?? "no content type") }),
-    );
+  if (type === undefined || !isJsonType(type)) {
+    done(httpErrors.create("GANTRY_ERR_UNSUPPORTED_MEDIA_TYPE", { type: clip(type ?? "no content type") }));
+    return;
   }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        reject(httpErrors.create("GANTRY_ERR_BODY_TOO_LARGE", { limit }));
-        return;
-      }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let finished = false;
+  const finish = (error: unknown, body?: unknown) => {
+    if (finished) return;
+    finished = true;
+    done(error, body);
+  };
+  const onData = (chunk: Buffer) => {
+    size += chunk.length;
+    if (size <= limit) {
       chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      try {
-        resolve(parseJson(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
-      } catch (error) {
-        reject(error);
-      }
-    };
-    const onError = (error: Error) => {
-      cleanup();
-      reject(error);
-    };
-    const cleanup = () => {
+    } else if (!finished) {
       req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
+      finish(httpErrors.create("GANTRY_ERR_BODY_TOO_LARGE", { limit }));
+    }
+  };
+  req.on("data", onData);
+  req.on("end", () => {
+    let body: unknown;
+    try {
+      body = parseJson(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    } catch (error) {
+      finish(error);
+      return;
+    }
+    finish(undefined, body);
   });
+  req.on("error", finish);
+}
+
+/** The last content type seen and whether it is JSON: clients send the same header on every request. */
+let lastType = "";
+let lastTypeIsJson = false;
+
+function isJsonType(type: string): boolean {
+  if (type !== lastType) {
+    lastTypeIsJson = JSON_TYPE.test(type) && isUtf8Charset(type);
+    lastType = type;
+  }
+  return lastTypeIsJson;
 }
 
 function isUtf8Charset(type: string): boolean {
@@ -85,8 +101,9 @@ function isUtf8Charset(type: string): boolean {
 /** Parses a JSON body, refusing invalid UTF-8 and `__proto__` / `constructor.prototype` keys. */
 export function parseJson(buffer: Buffer): unknown {
   if (buffer.length === 0) return {};
-  if (!isUtf8(buffer)) throw httpErrors.create("GANTRY_ERR_BODY_NOT_UTF8");
   const text = buffer.toString("utf8");
+  // Decoding turns invalid UTF-8 into U+FFFD; only a body that shows one needs the exact check.
+  if (text.includes("\uFFFD") && !isUtf8(buffer)) throw httpErrors.create("GANTRY_ERR_BODY_NOT_UTF8");
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -94,7 +111,7 @@ export function parseJson(buffer: Buffer): unknown {
     throw httpErrors.create("GANTRY_ERR_MALFORMED_JSON", { reason: clip((error as Error).message) });
   }
   // A key can be spelled with escapes ("\u005f_proto__"), so any escape sends the body through the full check.
-  if (SUSPICIOUS.test(text)) checkPoisoning(value);
+  if (text.includes("__proto__") || text.includes("constructor") || text.includes("\\u")) checkPoisoning(value);
   return value;
 }
 
@@ -134,14 +151,14 @@ export function bindInput(
   let input: Record<string, unknown>;
   if (route.body === "*") {
     if (typeof body !== "object" || body === null || Array.isArray(body)) return body;
-    if (route.params.length === 0 && Object.keys(route.headers).length === 0) return body;
+    if (route.params.length === 0 && entry.headers.length === 0) return body;
     input = { ...(body as Record<string, unknown>) };
   } else {
     input = {};
     if (route.body !== undefined) input[route.body] = body;
     if (query !== undefined && query !== "") bindQuery(input, method.input, query);
   }
-  for (const [field, header] of Object.entries(route.headers)) {
+  for (const [field, header] of entry.headers) {
     const value = headers[header];
     if (value !== undefined) input[field] = value;
   }

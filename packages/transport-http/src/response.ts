@@ -12,13 +12,16 @@ const RESERVED = new Set([
 ]);
 
 /** Where a response is going, with the headers every response of the request carries. */
-export interface Reply {
-  readonly res: ServerResponse;
-  readonly head: boolean;
-  /** True once the transport is draining: the connection then closes after this response. */
-  closing(): boolean;
-  readonly requestId: string;
-  readonly cors: Readonly<Record<string, string>> | undefined;
+export class Reply {
+  constructor(
+    readonly res: ServerResponse,
+    /** A HEAD request: headers only. */
+    readonly head: boolean,
+    readonly requestId: string,
+    readonly cors: Readonly<Record<string, string>> | undefined,
+    /** Once the transport drains, the connection closes after this response. */
+    readonly transport: { readonly draining: boolean },
+  ) {}
 }
 
 /** Sends a JSON response with the call's response metadata. */
@@ -52,7 +55,7 @@ function baseHeaders(reply: Reply, type: string, body: string): Record<string, s
     "x-request-id": reply.requestId,
   };
   if (reply.cors !== undefined) Object.assign(headers, reply.cors);
-  if (reply.closing()) headers.connection = "close";
+  if (reply.transport.draining) headers.connection = "close";
   return headers;
 }
 

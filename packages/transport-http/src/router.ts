@@ -4,6 +4,8 @@ import type { HttpMethod, HttpRoute, MethodDescriptor } from "@gantry/core";
 export interface RouteEntry {
   readonly route: HttpRoute;
   readonly method: MethodDescriptor;
+  /** The route's header bindings as [field, header] pairs, listed once. */
+  readonly headers: readonly (readonly [string, string])[];
 }
 
 /** The routes at one path, by HTTP method, with the path's parameter values (still encoded). */

@@ -172,13 +172,10 @@ export class GantryApp {
     let deadline = parent?.deadline;
     if (options.timeoutMs !== undefined)
       deadline = Math.min(deadline ?? Number.POSITIVE_INFINITY, Date.now() + options.timeoutMs);
-    const call = new CallContext({
-      method,
-      transport: "direct",
-      metadata: new Metadata(Object.entries(options.metadata ?? {})),
-      deadline,
-      log: this.#log,
-    });
+    const call = new CallContext(
+      { method, transport: "direct", metadata: new Metadata(Object.entries(options.metadata ?? {})), deadline },
+      this.#log,
+    );
     const output = await invoker.invoke(method, input, call);
     const written = writeMessage(method.output, output, method.path);
     try {
@@ -341,8 +338,9 @@ export class GantryApp {
         return app.#state;
       },
       config: (schema) => this.config(schema),
-      createCall: (init: Omit<CallInit, "log">) => new CallContext({ ...init, log }),
-      invoke: (method, input, call) => invoker.invoke(method, input, call),
+      createCall: (init: CallInit) => new CallContext(init, log),
+      invoke: invoker.invoke.bind(invoker),
+      dispatch: invoker.dispatch.bind(invoker),
     };
   }
 

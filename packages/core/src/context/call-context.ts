@@ -13,10 +13,13 @@ export interface CallInit {
   /** Absolute deadline, in epoch milliseconds. */
   readonly deadline?: number;
   readonly requestId?: string;
-  /** The caller's address, when the transport knows it. */
-  readonly peer?: string;
-  /** The app's logger; `ctx.log` is a child of it. */
-  readonly log: Logger;
+  /** The caller's address, when the transport knows it; a function is asked only when `peer` is read. */
+  readonly peer?: string | (() => string | undefined);
+  /**
+   * Called once, when the method first asks for `signal`: the transport then starts watching for the
+   * caller going away (and calls `abort`). Calls whose methods never look at the signal cost nothing.
+   */
+  readonly watch?: (call: CallContext) => void;
 }
 
 /**
@@ -38,25 +41,30 @@ export class CallContext {
   readonly transport: string;
   readonly metadata: Metadata;
   readonly requestId: string;
-  readonly peer: string | undefined;
   readonly startedAt: number;
+  /** @internal Where the pipeline keeps this call among those in flight; -1 when it is not. */
+  slot = -1;
+  #peer: string | (() => string | undefined) | undefined;
   #deadline: number | undefined;
   #appLog: Logger;
+  #watch: ((call: CallContext) => void) | undefined;
   #onAbort: ((reason: GantryError) => void) | undefined;
   #log: Logger | undefined;
   #controller: AbortController | undefined;
   #abortReason: GantryError | undefined;
   #responseMetadata: Metadata | undefined;
 
-  constructor(init: CallInit) {
+  /** @param log The app's logger; `ctx.log` is a child of it. */
+  constructor(init: CallInit, log: Logger) {
     this.method = init.method;
     this.transport = init.transport;
     this.metadata = init.metadata ?? new Metadata();
     this.#deadline = init.deadline;
     this.requestId = init.requestId ?? randomUUID();
-    this.peer = init.peer;
+    this.#peer = init.peer;
     this.startedAt = Date.now();
-    this.#appLog = init.log;
+    this.#appLog = log;
+    this.#watch = init.watch;
   }
 
   /**
@@ -65,6 +73,12 @@ export class CallContext {
    */
   get deadline(): number | undefined {
     return this.#deadline;
+  }
+
+  /** The caller's address, when the transport knows it. */
+  get peer(): string | undefined {
+    if (typeof this.#peer === "function") this.#peer = this.#peer();
+    return this.#peer;
   }
 
   /** `hello.v1.HelloService` */
@@ -77,6 +91,7 @@ export class CallContext {
     if (this.#controller === undefined) {
       this.#controller = new AbortController();
       if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
+      else this.#watch?.(this);
     }
     return this.#controller.signal;
   }
@@ -138,7 +153,7 @@ export function currentCall(): CallContext | undefined {
   return storage.getStore();
 }
 
-/** @internal Runs fn with `call` as the current call. */
-export function runInCall<T>(call: CallContext, fn: () => T): T {
-  return storage.run(call, fn);
+/** @internal Runs fn(...args) with `call` as the current call. */
+export function runInCall<A extends unknown[], T>(call: CallContext, fn: (...args: A) => T, ...args: A): T {
+  return storage.run(call, fn, ...args);
 }

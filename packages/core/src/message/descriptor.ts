@@ -34,6 +34,9 @@ export type ValueType =
 
 export type Cardinality = "singular" | "optional" | "repeated" | "map";
 
+/** Every rule of a field, each key present (undefined when not set): one object shape for all fields. */
+export type FieldRuleSet = { readonly [K in keyof Required<FieldRules>]: FieldRules[K] };
+
 export interface FieldDescriptor {
   /** The TypeScript property, which is also the proto3 JSON name. */
   readonly key: string;
@@ -43,7 +46,8 @@ export interface FieldDescriptor {
   readonly value: ValueType;
   readonly cardinality: Cardinality;
   readonly mapKey?: MapKeyType;
-  readonly rules: FieldRules;
+  /** The field's validation rules, every key present (undefined when not set), or undefined when it has none. */
+  readonly rules: FieldRuleSet | undefined;
   readonly description?: string;
   readonly deprecated: boolean;
 }
@@ -170,10 +174,30 @@ function describeField(message: string, type: Constructor, record: FieldRecord):
     value,
     cardinality,
     mapKey,
-    rules: options,
+    rules: normalizeRules(options),
     description: options.description,
     deprecated: options.deprecated === true,
   };
+}
+
+/**
+ * The rules in one object shape for every field, so that reading them at each call stays monomorphic;
+ * undefined for a field without rules, which then skips rule checking altogether.
+ */
+function normalizeRules(options: FieldRules): FieldRuleSet | undefined {
+  const rules = {
+    required: options.required === true,
+    min: options.min,
+    max: options.max,
+    minLength: options.minLength,
+    maxLength: options.maxLength,
+    pattern: options.pattern,
+    minItems: options.minItems,
+    maxItems: options.maxItems,
+    validate: options.validate,
+  };
+  const any = rules.required || Object.entries(rules).some(([key, value]) => key !== "required" && value !== undefined);
+  return any ? rules : undefined;
 }
 
 function resolveType(ref: TypeRef, key: string, fail: (problem: string) => Error): ValueType {

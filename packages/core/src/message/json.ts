@@ -1,7 +1,7 @@
 import type { FieldViolation } from "../errors/gantry-error.js";
 import { coreErrors } from "../errors/table.js";
 import type { ScalarType } from "./decorators.js";
-import type { FieldDescriptor, MessageDescriptor, ValueType } from "./descriptor.js";
+import type { FieldDescriptor, FieldRuleSet, MessageDescriptor, ValueType } from "./descriptor.js";
 
 /**
  * The proto3 JSON mapping, driven by message descriptors: reading (with validation, reporting every
@@ -136,7 +136,7 @@ function readField(field: FieldDescriptor, raw: unknown, prefix: string, state: 
       }
     }
   }
-  if (state.rules) checkRules(field, value, path, state);
+  if (state.rules && field.rules !== undefined) checkRules(field, field.rules, value, path, state);
   return value;
 }
 
@@ -312,8 +312,7 @@ function defaultScalar(scalar: ScalarType): unknown {
   }
 }
 
-function checkRules(field: FieldDescriptor, value: unknown, path: string, state: ReadState): void {
-  const rules = field.rules;
+function checkRules(field: FieldDescriptor, rules: FieldRuleSet, value: unknown, path: string, state: ReadState): void {
   const fail = (description: string) => state.violations.push({ field: path, description });
   if (rules.required && isEmpty(field, value)) {
     fail("is required");
@@ -349,7 +348,7 @@ function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
-function hasValueRules(rules: FieldDescriptor["rules"]): boolean {
+function hasValueRules(rules: FieldRuleSet): boolean {
   return (
     rules.minLength !== undefined ||
     rules.maxLength !== undefined ||
@@ -359,7 +358,7 @@ function hasValueRules(rules: FieldDescriptor["rules"]): boolean {
   );
 }
 
-function checkValueRules(rules: FieldDescriptor["rules"], value: unknown, fail: (d: string) => void): void {
+function checkValueRules(rules: FieldRuleSet, value: unknown, fail: (d: string) => void): void {
   if (typeof value === "string") {
     if (rules.minLength !== undefined || rules.maxLength !== undefined) {
       // A string has between half its UTF-16 length and its UTF-16 length in code points: count them

@@ -16,6 +16,9 @@ export interface MethodHandler {
 }
 
 const SERVER_FAULTS = new Set(["INTERNAL", "UNKNOWN", "DATA_LOSS"]);
+
+/** How a dispatched call answers: once, with a GantryError or with the output. */
+export type Done = (error: GantryError | undefined, output?: unknown) => void;
 const MAX_TIMER_MS = 2_147_483_647;
 
 /**
@@ -26,7 +29,8 @@ const MAX_TIMER_MS = 2_147_483_647;
 export class Invoker {
   readonly #handlers: ReadonlyMap<MethodDescriptor, MethodHandler>;
   readonly #maxConcurrentCalls: number;
-  readonly #active = new Set<CallContext>();
+  /** Calls in flight; each knows its index (`call.slot`), so removal swaps the last one in: no hashing. */
+  readonly #active: CallContext[] = [];
   #accepting = true;
   #idle: (() => void) | undefined;
 
@@ -37,7 +41,7 @@ export class Invoker {
 
   /** Calls running now. */
   get inFlight(): number {
-    return this.#active.size;
+    return this.#active.length;
   }
 
   /**
@@ -46,47 +50,62 @@ export class Invoker {
    * anything else it threw (logged with its stack, never sent).
    */
   invoke(method: MethodDescriptor, input: unknown, call: CallContext): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.dispatch(method, input, call, (error, output) => (error === undefined ? resolve(output) : reject(error)));
+    });
+  }
+
+  /**
+   * `invoke` for transports: `done` is called exactly once, with the error or the output, and no
+   * promise stands between the method and the transport. It is called at once for a call refused at
+   * admission, and as soon as the call is aborted (deadline, shutdown, cancel) even if the method
+   * goes on; the call counts as in flight until the method itself has finished.
+   */
+  dispatch(method: MethodDescriptor, input: unknown, call: CallContext, done: Done): void {
     const handler = this.#handlers.get(method);
-    if (handler === undefined)
-      return Promise.reject(coreErrors.create("GANTRY_ERR_UNKNOWN_METHOD", { method: method.path }));
-    if (!this.#accepting) return Promise.reject(coreErrors.create("GANTRY_ERR_SHUTTING_DOWN"));
-    if (this.#active.size >= this.#maxConcurrentCalls) {
-      return Promise.reject(coreErrors.create("GANTRY_ERR_OVERLOADED", { limit: this.#maxConcurrentCalls }));
+    if (handler === undefined) return done(coreErrors.create("GANTRY_ERR_UNKNOWN_METHOD", { method: method.path }));
+    if (!this.#accepting) return done(coreErrors.create("GANTRY_ERR_SHUTTING_DOWN"));
+    if (this.#active.length >= this.#maxConcurrentCalls) {
+      return done(coreErrors.create("GANTRY_ERR_OVERLOADED", { limit: this.#maxConcurrentCalls }));
     }
     if (method.timeoutMs !== undefined) call.capDeadline(Date.now() + method.timeoutMs);
     const deadline = call.deadline;
     const remaining = deadline === undefined ? undefined : deadline - Date.now();
-    if (remaining !== undefined && remaining <= 0) return Promise.reject(deadlineError(call));
-    if (call.abortReason !== undefined) return Promise.reject(call.abortReason);
+    if (remaining !== undefined && remaining <= 0) return done(deadlineError(call));
+    if (call.abortReason !== undefined) return done(call.abortReason);
 
-    this.#active.add(call);
-    const running = this.#run(handler, input, call);
-    return new Promise((resolve, reject) => {
-      // Node fires a timer of more than 2^31 - 1 ms (24.8 days) after 1 ms: longer deadlines wait that long.
-      const timer =
-        remaining === undefined
-          ? undefined
-          : setTimeout(() => call.abort(deadlineError(call)), Math.min(remaining, MAX_TIMER_MS));
-      call.setAbortListener((reason) => {
-        clearTimeout(timer);
-        reject(reason);
-      });
-      running.then(
-        (output) => {
-          clearTimeout(timer);
-          this.#settled(call);
-          resolve(output);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          this.#settled(call);
-          // A method that gives up because its call was aborted (deadline, shutdown) did what it should:
-          // the caller already has the abort reason, and its AbortError is no server fault to log.
-          if (call.abortReason !== undefined && isAbortError(error, call.abortReason)) reject(call.abortReason);
-          else reject(this.#fault(error, call));
-        },
-      );
+    call.slot = this.#active.push(call) - 1;
+    let answered = false;
+    // Node fires a timer of more than 2^31 - 1 ms (24.8 days) after 1 ms: longer deadlines wait that long.
+    const timer =
+      remaining === undefined
+        ? undefined
+        : setTimeout(() => call.abort(deadlineError(call)), Math.min(remaining, MAX_TIMER_MS));
+    call.setAbortListener((reason) => {
+      clearTimeout(timer);
+      if (answered) return;
+      answered = true;
+      done(reason);
     });
+    this.#run(handler, input, call).then(
+      (output) => {
+        clearTimeout(timer);
+        this.#settled(call);
+        if (answered) return;
+        answered = true;
+        done(undefined, output);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        this.#settled(call);
+        if (answered) return;
+        answered = true;
+        // A method that gives up because its call was aborted (deadline, shutdown) did what it should:
+        // the caller already has the abort reason, and its AbortError is no server fault to log.
+        if (call.abortReason !== undefined && isAbortError(error, call.abortReason)) done(call.abortReason);
+        else done(this.#fault(error, call));
+      },
+    );
   }
 
   /**
@@ -95,7 +114,7 @@ export class Invoker {
    */
   async drain(timeoutMs: number): Promise<number> {
     this.#accepting = false;
-    if (this.#active.size === 0) return 0;
+    if (this.#active.length === 0) return 0;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       new Promise<void>((resolve) => {
@@ -113,63 +132,25 @@ export class Invoker {
 
   #settled(call: CallContext): void {
     call.setAbortListener(undefined);
-    this.#active.delete(call);
-    if (this.#active.size === 0) this.#idle?.();
+    const active = this.#active;
+    const last = active.pop() as CallContext;
+    if (last !== call) {
+      active[call.slot] = last;
+      last.slot = call.slot;
+    }
+    call.slot = -1;
+    if (active.length === 0) this.#idle?.();
   }
 
   #run(handler: MethodHandler, input: unknown, call: CallContext): Promise<unknown> {
     try {
       if (callChannel.hasSubscribers) {
-        return runInCall(call, () => callChannel.tracePromise(() => this.#execute(handler, input, call), { call }));
+        return runInCall(call, () => callChannel.tracePromise(() => execute(handler, input, call), { call }));
       }
-      return runInCall(call, () => this.#execute(handler, input, call));
+      return runInCall(call, execute, handler, input, call);
     } catch (error) {
       return Promise.reject(error);
     }
-  }
-
-  #execute(handler: MethodHandler, input: unknown, call: CallContext): Promise<unknown> {
-    const { method, instance } = handler;
-    const fn = (instance as Record<string, (input: unknown, call: CallContext) => unknown>)[method.key];
-    if (handler.guards.length === 0 && handler.interceptors.length === 0) {
-      const message = readMessage(method.input, input);
-      return Promise.resolve(fn.call(instance, message, call));
-    }
-    return this.#executeExtended(handler, fn, input, call);
-  }
-
-  async #executeExtended(
-    handler: MethodHandler,
-    fn: (input: unknown, call: CallContext) => unknown,
-    input: unknown,
-    call: CallContext,
-  ): Promise<unknown> {
-    const { method, instance } = handler;
-    const context: { -readonly [K in keyof ExecutionContext]: ExecutionContext[K] } = {
-      method,
-      call,
-      instance,
-      input,
-      metadata: <T>(decorator: CustomDecorator<T>) => method.metadata(decorator),
-    };
-    for (const guard of handler.guards) {
-      if ((await guard.canActivate(context)) !== true) {
-        throw coreErrors.create("GANTRY_ERR_PERMISSION_DENIED", { method: method.path });
-      }
-    }
-    const message = readMessage(method.input, input);
-    context.input = message;
-    const interceptors = handler.interceptors;
-    const next = (index: number): Promise<unknown> => {
-      if (index === interceptors.length) return Promise.resolve(fn.call(instance, message, call));
-      let called = false;
-      return interceptors[index].intercept(context, () => {
-        if (called) return Promise.reject(new Error(`${method.path}: an interceptor called next() twice`));
-        called = true;
-        return next(index + 1);
-      });
-    };
-    return next(0);
   }
 
   #fault(error: unknown, call: CallContext): GantryError {
@@ -182,6 +163,50 @@ export class Invoker {
     }
     return fault;
   }
+}
+
+function execute(handler: MethodHandler, input: unknown, call: CallContext): Promise<unknown> {
+  const { method, instance } = handler;
+  const fn = (instance as Record<string, (input: unknown, call: CallContext) => unknown>)[method.key];
+  if (handler.guards.length === 0 && handler.interceptors.length === 0) {
+    const message = readMessage(method.input, input);
+    return Promise.resolve(fn.call(instance, message, call));
+  }
+  return executeExtended(handler, fn, input, call);
+}
+
+async function executeExtended(
+  handler: MethodHandler,
+  fn: (input: unknown, call: CallContext) => unknown,
+  input: unknown,
+  call: CallContext,
+): Promise<unknown> {
+  const { method, instance } = handler;
+  const context: { -readonly [K in keyof ExecutionContext]: ExecutionContext[K] } = {
+    method,
+    call,
+    instance,
+    input,
+    metadata: <T>(decorator: CustomDecorator<T>) => method.metadata(decorator),
+  };
+  for (const guard of handler.guards) {
+    if ((await guard.canActivate(context)) !== true) {
+      throw coreErrors.create("GANTRY_ERR_PERMISSION_DENIED", { method: method.path });
+    }
+  }
+  const message = readMessage(method.input, input);
+  context.input = message;
+  const interceptors = handler.interceptors;
+  const next = (index: number): Promise<unknown> => {
+    if (index === interceptors.length) return Promise.resolve(fn.call(instance, message, call));
+    let called = false;
+    return interceptors[index].intercept(context, () => {
+      if (called) return Promise.reject(new Error(`${method.path}: an interceptor called next() twice`));
+      called = true;
+      return next(index + 1);
+    });
+  };
+  return next(0);
 }
 
 function isAbortError(error: unknown, reason: GantryError): boolean {

@@ -6,9 +6,11 @@ import type { AppState } from "../app/state.js";
 import type { ConfigSchema } from "../config/schema.js";
 import type { CallContext, CallInit } from "../context/call-context.js";
 import type { Logger } from "../logger.js";
+import type { Done } from "../pipeline/invoker.js";
 import type { MethodDescriptor, ServiceDescriptor } from "../service/descriptor.js";
 
 export type { AppState } from "../app/state.js";
+export type { Done } from "../pipeline/invoker.js";
 
 /** Where a transport listens. */
 export interface Endpoint {
@@ -30,9 +32,14 @@ export interface TransportHost {
   /** The resolved values of a config schema the transport declared. */
   config<T>(schema: ConfigSchema<T>): T;
   /** A new call context for a request. */
-  createCall(init: Omit<CallInit, "log">): CallContext;
+  createCall(init: CallInit): CallContext;
   /** Runs one call through the pipeline; rejects with a GantryError. */
   invoke(method: MethodDescriptor, input: unknown, call: CallContext): Promise<unknown>;
+  /**
+   * Runs one call through the pipeline and calls `done` once, with a GantryError or the output: what
+   * `invoke` does, without a promise between the method and the transport (for hot paths).
+   */
+  dispatch(method: MethodDescriptor, input: unknown, call: CallContext, done: Done): void;
 }
 
 /**
