@@ -48,6 +48,8 @@ export function coreTicks(core: number): number {
 export interface CpuShares {
   /** The server process. */
   readonly server: number;
+  /** The server's CPU time over the window, in seconds. */
+  readonly serverSeconds: number;
   /** The load generator (a child of this process that ran, and exited, inside the window). */
   readonly load: number;
   /** Everything else that ran on each core: other tenants of the machine. */
@@ -76,6 +78,7 @@ export async function measureCpu<T>(
     result,
     cpu: {
       server,
+      serverSeconds: (after.server - before.server) / clockTicks(),
       load,
       otherOnLoadCore: Math.max(0, (after.loadCore - before.loadCore) / perSecond - load),
       otherOnServerCore: Math.max(0, (after.serverCore - before.serverCore) / perSecond - server),

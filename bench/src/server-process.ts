@@ -82,7 +82,10 @@ export async function startServer(script: string, args: readonly string[], core:
       const [code, signal] = await closed;
       clearTimeout(timer);
       const stats = lines.length > 1 ? lines[lines.length - 1] : {};
-      if (stderr !== "") process.stderr.write(`server ${script} ${args.join(" ")} wrote to stderr:\n${stderr}\n`);
+      // gantry start says on stderr that it is shutting down; anything else a server wrote is worth showing.
+      const unexpected = stderr.replace(/^gantry: SIG\w+, shutting down\n/m, "");
+      if (unexpected !== "")
+        process.stderr.write(`server ${script} ${args.join(" ")} wrote to stderr:\n${unexpected}\n`);
       return { stats, clean: code === 0, code, signal };
     },
   };
