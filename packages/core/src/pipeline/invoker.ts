@@ -63,16 +63,12 @@ export class Invoker {
    */
   dispatch(method: MethodDescriptor, input: unknown, call: CallContext, done: Done): void {
     const handler = this.#handlers.get(method);
-    if (handler === undefined) return done(coreErrors.create("GANTRY_ERR_UNKNOWN_METHOD", { method: method.path }));
-    if (!this.#accepting) return done(coreErrors.create("GANTRY_ERR_SHUTTING_DOWN"));
-    if (this.#active.length >= this.#maxConcurrentCalls) {
-      return done(coreErrors.create("GANTRY_ERR_OVERLOADED", { limit: this.#maxConcurrentCalls }));
+    const refused = this.#admit(handler, method, call);
+    if (handler === undefined || refused !== undefined) {
+      done(refused);
+      return;
     }
-    if (method.timeoutMs !== undefined) call.capDeadline(Date.now() + method.timeoutMs);
-    const deadline = call.deadline;
-    const remaining = deadline === undefined ? undefined : deadline - Date.now();
-    if (remaining !== undefined && remaining <= 0) return done(deadlineError(call));
-    if (call.abortReason !== undefined) return done(call.abortReason);
+    const remaining = call.deadline === undefined ? undefined : call.deadline - Date.now();
 
     call.slot = this.#active.push(call) - 1;
     let answered = false;
@@ -128,6 +124,18 @@ export class Invoker {
     const unfinished = [...this.#active];
     for (const call of unfinished) call.abort(coreErrors.create("GANTRY_ERR_SHUTTING_DOWN"));
     return unfinished.length;
+  }
+
+  /** Why a call cannot run now (unknown method, shutdown, the cap, a passed deadline, an abort), if it cannot. */
+  #admit(handler: MethodHandler | undefined, method: MethodDescriptor, call: CallContext): GantryError | undefined {
+    if (handler === undefined) return coreErrors.create("GANTRY_ERR_UNKNOWN_METHOD", { method: method.path });
+    if (!this.#accepting) return coreErrors.create("GANTRY_ERR_SHUTTING_DOWN");
+    if (this.#active.length >= this.#maxConcurrentCalls) {
+      return coreErrors.create("GANTRY_ERR_OVERLOADED", { limit: this.#maxConcurrentCalls });
+    }
+    if (method.timeoutMs !== undefined) call.capDeadline(Date.now() + method.timeoutMs);
+    if (call.deadline !== undefined && call.deadline <= Date.now()) return deadlineError(call);
+    return call.abortReason;
   }
 
   #settled(call: CallContext): void {
