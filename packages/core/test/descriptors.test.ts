@@ -6,7 +6,6 @@ import {
   describeService,
   Empty,
   Field,
-  GantryError,
   Get,
   Message,
   Method,
@@ -16,28 +15,7 @@ import {
   Service,
 } from "../src/index.js";
 import { createTestApp } from "../src/testing/index.js";
-
-/** The coded error a bootstrap step throws. */
-function thrown(fn: () => unknown): GantryError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(GantryError);
-    return error as GantryError;
-  }
-  throw new Error("expected a GantryError");
-}
-
-async function rejected(promise: Promise<unknown>): Promise<GantryError> {
-  const error = await promise.then(
-    () => {
-      throw new Error("expected a GantryError");
-    },
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(GantryError);
-  return error as GantryError;
-}
+import { rejected, thrown } from "./helpers.js";
 
 @Message()
 class HelloRequest {

@@ -6,7 +6,6 @@ import {
   createToken,
   defineConfig,
   Field,
-  GantryError,
   Inject,
   Injectable,
   LOGGER,
@@ -17,21 +16,11 @@ import {
   Service,
 } from "../src/index.js";
 import { createTestApp } from "../src/testing/index.js";
+import { rejected } from "./helpers.js";
 
 @Message()
 class Reply {
   @Field(1) message!: string;
-}
-
-async function rejected(promise: Promise<unknown>): Promise<GantryError> {
-  const error = await promise.then(
-    () => {
-      throw new Error("expected a GantryError");
-    },
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(GantryError);
-  return error as GantryError;
 }
 
 interface Clock {

@@ -19,30 +19,11 @@ import {
 } from "../src/index.js";
 import type { Registrar, ServiceInstance } from "../src/registry/index.js";
 import type { Endpoint, Transport, TransportHost } from "../src/transport/index.js";
+import { rejected, signal } from "./helpers.js";
 
 @Message()
 class Reply {
   @Field(1) message!: string;
-}
-
-/** A promise and the function that settles it: for waiting on events instead of sleeping. */
-function signal<T = void>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
-async function rejected(promise: Promise<unknown>): Promise<GantryError> {
-  const error = await promise.then(
-    () => {
-      throw new Error("expected a GantryError");
-    },
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(GantryError);
-  return error as GantryError;
 }
 
 /** Every app a test creates is closed after it, whatever happened. */

@@ -23,6 +23,7 @@ import {
   UseInterceptors,
 } from "../src/index.js";
 import { createTestApp, type TestApp } from "../src/testing/index.js";
+import { rejected, signal } from "./helpers.js";
 
 @Message()
 class EchoRequest {
@@ -44,25 +45,6 @@ enum Mood {
 @Message()
 class MoodReply {
   @Field(1, { enum: Mood }) mood!: Mood;
-}
-
-async function rejected(promise: Promise<unknown>): Promise<GantryError> {
-  const error = await promise.then(
-    () => {
-      throw new Error("expected a GantryError");
-    },
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(GantryError);
-  return error as GantryError;
-}
-
-function signal<T = void>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }
 
 /** An in-memory destination for the app's pino logger: one parsed JSON object per line. */

@@ -45,18 +45,6 @@ export class ItemRequest {
 }
 
 @Message()
-export class ItemReply {
-  @Field(1) id!: string;
-  @Field(2, { type: "int64" }) count!: bigint;
-  @Field(3, { type: "string", repeated: true }) tags!: string[];
-  @Field(4, { enum: Color }) color!: Color;
-  @Field(5) address!: Address;
-  @Field(6, { optional: true }) tenant?: string;
-  @Field(7, { map: { key: "string", value: "int32" } }) scores!: Record<string, number>;
-  @Field(8, { type: "int32" }) percent!: number;
-}
-
-@Message()
 export class PatchRequest {
   @Field(1) id!: string;
   @Field(2) address!: Address;
@@ -93,15 +81,15 @@ class DenyGuard implements Guard {
 @Service({ package: "test", version: "v1" })
 export class ItemService {
   @Get("/items/:id", { headers: { tenant: "x-tenant" } })
-  @Method({ output: ItemReply, idempotent: true })
-  async getItem(req: ItemRequest, ctx: CallContext): Promise<ItemReply> {
+  @Method({ output: ItemRequest, idempotent: true })
+  async getItem(req: ItemRequest, ctx: CallContext): Promise<ItemRequest> {
     ctx.responseMetadata.set("x-item", req.id);
     return req;
   }
 
   @Post("/items", { status: 201 })
-  @Method({ output: ItemReply })
-  async createItem(req: ItemRequest): Promise<ItemReply> {
+  @Method({ output: ItemRequest })
+  async createItem(req: ItemRequest): Promise<ItemRequest> {
     return req;
   }
 
