@@ -79,12 +79,14 @@ export {
 export { type ReadOptions, readMessage, validationError, writeMessage } from "./message/json.js";
 export { Empty } from "./message/well-known.js";
 export type { Constructor } from "./metadata.js";
+export { CallStream } from "./pipeline/streams.js";
 export type { ExecutionContext, Guard, GuardRef, Interceptor, InterceptorRef } from "./pipeline/types.js";
 export type { ClientCallOptions, MessageInit, ServiceClient } from "./service/client-types.js";
 export {
   type CustomDecorator,
   createDecorator,
   Delete,
+  declaredMethods,
   Get,
   type HttpMethod,
   Method,

@@ -1,5 +1,5 @@
-import { existsSync } from "node:fs";
 import { type ConfigOf, config, defineConfig } from "@gantry/core";
+import { defaultHost } from "@gantry/core/transport";
 
 export type ServingPath = "auto" | "fast" | "express";
 
@@ -32,13 +32,6 @@ export interface HttpTransportOptions {
 }
 
 const PATHS = ["auto", "fast", "express"] as const;
-
-/** In a container or pod the transport listens on every interface; on a laptop, on loopback only. */
-export function defaultHost(): string {
-  const inContainer =
-    process.env.KUBERNETES_SERVICE_HOST !== undefined || existsSync("/.dockerenv") || existsSync("/run/.containerenv");
-  return inContainer ? "0.0.0.0" : "127.0.0.1";
-}
 
 export function httpConfigSchema(options: HttpTransportOptions) {
   return defineConfig(

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { networkInterfaces } from "node:os";
 import type { Duplex } from "node:stream";
 import {
   type CallContext,
@@ -16,7 +15,7 @@ import {
   toGantryError,
   writeMessage,
 } from "@gantry/core";
-import type { Endpoint, Transport, TransportHost } from "@gantry/core/transport";
+import { advertisedHost, type Endpoint, endpointUrl, type Transport, type TransportHost } from "@gantry/core/transport";
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from "express";
 import { type HttpConfig, type HttpTransportOptions, httpConfigSchema } from "./config.js";
 import { corsHeaders, preflightHeaders } from "./cors.js";
@@ -131,8 +130,7 @@ export class HttpTransport implements Transport {
     this.#closed = new Promise((resolve) => server.once("close", resolve));
     const port = (server.address() as AddressInfo).port;
     const advertised = advertisedHost(config.host);
-    const url = `http://${advertised.includes(":") ? `[${advertised}]` : advertised}:${port}`;
-    return [{ transport: "http", url, host: advertised, port }];
+    return [{ transport: "http", url: endpointUrl("http", advertised, port), host: advertised, port }];
   }
 
   /** Stops accepting connections; responses to calls in flight close their connections. */
@@ -421,12 +419,3 @@ function logAccess(host: TransportHost, req: IncomingMessage, res: ServerRespons
 }
 
 /** The address to advertise for a listening host: never 0.0.0.0 or ::. */
-function advertisedHost(host: string): string {
-  if (host !== "0.0.0.0" && host !== "::") return host;
-  for (const addresses of Object.values(networkInterfaces())) {
-    for (const address of addresses ?? []) {
-      if (address.family === "IPv4" && !address.internal) return address.address;
-    }
-  }
-  return "127.0.0.1";
-}

@@ -12,6 +12,7 @@ import { createLogger, LOGGER, type Logger, type LoggerOptions } from "../logger
 import { readMessage, writeMessage } from "../message/json.js";
 import type { Constructor } from "../metadata.js";
 import { Invoker, type MethodHandler } from "../pipeline/invoker.js";
+import type { CallStream } from "../pipeline/streams.js";
 import type { Guard, GuardRef, Interceptor, InterceptorRef } from "../pipeline/types.js";
 import type { Registrar, ServiceInstance } from "../registry/index.js";
 import type { ClientCallOptions } from "../service/client-types.js";
@@ -80,6 +81,7 @@ export class GantryApp {
   #services: readonly ServiceDescriptor[] = [];
   #container: AppContainer | undefined;
   #invoker: Invoker | undefined;
+  readonly #stateListeners = new Set<(state: AppState) => void>();
   #config: ReadonlyMap<ConfigSchema<unknown>, unknown> = new Map();
   #core: CoreConfigValues | undefined;
   #endpoints: Endpoint[] = [];
@@ -177,18 +179,8 @@ export class GantryApp {
       this.#log,
     );
     const output = await invoker.invoke(method, input, call);
-    const written = writeMessage(method.output, output, method.path);
-    try {
-      return readMessage(method.output, written, { rules: false });
-    } catch (error) {
-      // The output is the method's fault, not the caller's: not INVALID_ARGUMENT but BAD_OUTPUT.
-      const violations = error instanceof GantryError ? error.violations : [];
-      throw coreErrors.create(
-        "GANTRY_ERR_BAD_OUTPUT",
-        { method: method.path, message: method.output.name },
-        { details: { field: violations[0]?.field ?? "", problem: violations[0]?.description ?? String(error) } },
-      );
-    }
+    if (method.stream === "server" || method.stream === "bidi") return copyStream(method, output as CallStream);
+    return copyOutput(method, output);
   }
 
   /** The descriptor of a method, by service class (or full name) and member or wire name. */
@@ -250,6 +242,8 @@ export class GantryApp {
             ...(appOptions.interceptors ?? []),
             ...method.interceptors,
           ]),
+          inputStream: method.stream === "client" || method.stream === "bidi",
+          outputStream: method.stream === "server" || method.stream === "bidi",
         });
       }
     }
@@ -323,6 +317,7 @@ export class GantryApp {
 
   #setState(state: AppState): void {
     this.#state = state;
+    for (const listener of this.#stateListeners) listener(state);
     if (appStateChannel.hasSubscribers) appStateChannel.publish({ app: this, state });
   }
 
@@ -336,6 +331,10 @@ export class GantryApp {
       log,
       get state() {
         return app.#state;
+      },
+      onStateChange: (listener) => {
+        this.#stateListeners.add(listener);
+        return () => this.#stateListeners.delete(listener);
       },
       config: (schema) => this.config(schema),
       createCall: (init: CallInit) => new CallContext(init, log),
@@ -400,4 +399,25 @@ async function runHook(owner: string, hook: string, fn: () => unknown): Promise<
       { cause: error },
     );
   }
+}
+
+/** A copy of a method's output, as a caller in another process would get it: no shared objects. */
+function copyOutput(method: MethodDescriptor, output: unknown): unknown {
+  const written = writeMessage(method.output, output, method.path);
+  try {
+    return readMessage(method.output, written, { rules: false });
+  } catch (error) {
+    // The output is the method's fault, not the caller's: not INVALID_ARGUMENT but BAD_OUTPUT.
+    const violations = error instanceof GantryError ? error.violations : [];
+    throw coreErrors.create(
+      "GANTRY_ERR_BAD_OUTPUT",
+      { method: method.path, message: method.output.name },
+      { details: { field: violations[0]?.field ?? "", problem: violations[0]?.description ?? String(error) } },
+    );
+  }
+}
+
+/** A streaming method's output, each message copied; closing it early closes the method's stream. */
+async function* copyStream(method: MethodDescriptor, stream: CallStream): AsyncGenerator<unknown> {
+  for await (const item of stream) yield copyOutput(method, item);
 }

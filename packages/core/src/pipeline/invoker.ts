@@ -5,6 +5,7 @@ import { coreErrors, toGantryError } from "../errors/table.js";
 import { readMessage } from "../message/json.js";
 import type { CustomDecorator } from "../service/decorators.js";
 import type { MethodDescriptor } from "../service/descriptor.js";
+import { CallStream, isAsyncIterable, readStream } from "./streams.js";
 import type { ExecutionContext, Guard, Interceptor } from "./types.js";
 
 /** A method ready to run: its descriptor, the DI-built instance and its resolved guards and interceptors. */
@@ -13,6 +14,10 @@ export interface MethodHandler {
   readonly instance: object;
   readonly guards: readonly Guard[];
   readonly interceptors: readonly Interceptor[];
+  /** A client or bidi streaming method: its input is a stream of messages. */
+  readonly inputStream: boolean;
+  /** A server or bidi streaming method: its output is a stream of messages. */
+  readonly outputStream: boolean;
 }
 
 const SERVER_FAULTS = new Set(["INTERNAL", "UNKNOWN", "DATA_LOSS"]);
@@ -85,11 +90,33 @@ export class Invoker {
     });
     this.#run(handler, input, call).then(
       (output) => {
-        clearTimeout(timer);
-        this.#settled(call);
-        if (answered) return;
+        if (answered || !handler.outputStream) {
+          clearTimeout(timer);
+          this.#settled(call);
+          if (answered) return;
+          answered = true;
+          done(undefined, output);
+          return;
+        }
         answered = true;
-        done(undefined, output);
+        if (!isAsyncIterable(output)) {
+          clearTimeout(timer);
+          this.#settled(call);
+          done(this.#fault(notAStream(method), call));
+          return;
+        }
+        // A streaming call stays in flight, under its deadline, until its stream ends.
+        const stream = new CallStream(
+          call,
+          output,
+          (error) => this.#fault(error, call),
+          () => {
+            clearTimeout(timer);
+            this.#settled(call);
+          },
+        );
+        call.setAbortListener(() => stream.abort());
+        done(undefined, stream);
       },
       (error: unknown) => {
         clearTimeout(timer);
@@ -177,10 +204,26 @@ function execute(handler: MethodHandler, input: unknown, call: CallContext): Pro
   const { method, instance } = handler;
   const fn = (instance as Record<string, (input: unknown, call: CallContext) => unknown>)[method.key];
   if (handler.guards.length === 0 && handler.interceptors.length === 0) {
-    const message = readMessage(method.input, input);
-    return Promise.resolve(fn.call(instance, message, call));
+    return Promise.resolve(fn.call(instance, readInput(handler, input), call));
   }
   return executeExtended(handler, fn, input, call);
+}
+
+/** The validated input message, or for client and bidi streaming methods, the stream that validates each one. */
+function readInput(handler: MethodHandler, input: unknown): unknown {
+  if (!handler.inputStream) return readMessage(handler.method.input, input);
+  if (!isAsyncIterable(input)) {
+    throw coreErrors.create(
+      "GANTRY_ERR_INTERNAL",
+      {},
+      { cause: new TypeError(`${handler.method.path} takes a stream`) },
+    );
+  }
+  return readStream(handler.method.input, input);
+}
+
+function notAStream(method: MethodDescriptor): Error {
+  return new TypeError(`${method.path} is a streaming method but did not return an AsyncIterable`);
 }
 
 async function executeExtended(
@@ -202,7 +245,7 @@ async function executeExtended(
       throw coreErrors.create("GANTRY_ERR_PERMISSION_DENIED", { method: method.path });
     }
   }
-  const message = readMessage(method.input, input);
+  const message = readInput(handler, input);
   context.input = message;
   const interceptors = handler.interceptors;
   const next = (index: number): Promise<unknown> => {

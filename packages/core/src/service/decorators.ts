@@ -1,6 +1,6 @@
 import { injectable } from "inversify";
 import type { MessageRef } from "../message/decorators.js";
-import { type Constructor, getOwn, ownMap, setOwn } from "../metadata.js";
+import { type Constructor, classChain, getOwn, ownMap, setOwn } from "../metadata.js";
 import type { GuardRef, InterceptorRef } from "../pipeline/types.js";
 
 export interface ServiceOptions {
@@ -207,4 +207,18 @@ function classExtensions(type: Constructor): ClassExtensions {
 /** @internal */
 export function serviceOptions(type: Constructor): ServiceOptions | undefined {
   return getOwn<ServiceOptions>("service", type);
+}
+
+/**
+ * The members of a class and its bases that its decorators made methods (`@Method`, a route, a guard
+ * or an interceptor), each with the `@Method` options it declared (undefined when it declared none):
+ * for bindings that complete a class from elsewhere, such as a `.proto` file. A subclass's record wins.
+ */
+export function declaredMethods(type: Constructor): ReadonlyMap<string, MethodOptions | undefined> {
+  const members = new Map<string, MethodOptions | undefined>();
+  for (const link of classChain(type)) {
+    for (const [key, record] of getOwn<Map<string, MemberRecord>>("members", link) ?? [])
+      members.set(key, record.method);
+  }
+  return members;
 }

@@ -2,6 +2,8 @@
  * The transport contract: what a transport gets from the app, and what it gives back. A transport
  * only decodes requests into calls of the one pipeline (`host.invoke`) and encodes what comes out.
  */
+import { existsSync } from "node:fs";
+import { networkInterfaces } from "node:os";
 import type { AppState } from "../app/state.js";
 import type { ConfigSchema } from "../config/schema.js";
 import type { CallContext, CallInit } from "../context/call-context.js";
@@ -29,6 +31,8 @@ export interface TransportHost {
   readonly log: Logger;
   /** The app's state: a transport reports ready only in `ready`. */
   readonly state: AppState;
+  /** Calls `listener` on every change of the app's state (health watches); returns the unsubscribe. */
+  onStateChange(listener: (state: AppState) => void): () => void;
   /** The resolved values of a config schema the transport declared. */
   config<T>(schema: ConfigSchema<T>): T;
   /** A new call context for a request. */
@@ -53,4 +57,27 @@ export interface Transport {
   listen(host: TransportHost): Promise<readonly Endpoint[]>;
   drain(): void | Promise<void>;
   close(): Promise<void>;
+}
+
+/** Where a transport listens by default: every interface in a container or pod, loopback on a laptop. */
+export function defaultHost(): string {
+  const inContainer =
+    process.env.KUBERNETES_SERVICE_HOST !== undefined || existsSync("/.dockerenv") || existsSync("/run/.containerenv");
+  return inContainer ? "0.0.0.0" : "127.0.0.1";
+}
+
+/** The address to give callers for a listening host: a wildcard becomes the first external IPv4 address. */
+export function advertisedHost(host: string): string {
+  if (host !== "0.0.0.0" && host !== "::") return host;
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const address of addresses ?? []) {
+      if (address.family === "IPv4" && !address.internal) return address.address;
+    }
+  }
+  return "127.0.0.1";
+}
+
+/** `scheme://host:port`, with an IPv6 host in brackets. */
+export function endpointUrl(scheme: string, host: string, port: number): string {
+  return `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
