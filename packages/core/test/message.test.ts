@@ -269,8 +269,12 @@ describe("readMessage", () => {
       expect(read({ color: "COLOR_UNSPECIFIED" }).color).toBe(0);
     });
 
-    test.each(["PURPLE", "red", 7, -1, "1", true])("rejects %j", (raw) => {
+    test.each(["PURPLE", "red", "1", true, 1.5, 2 ** 31])("rejects %j", (raw) => {
       expect(violation({ color: raw }, "color")).toBe("must be one of COLOR_UNSPECIFIED, RED, GREEN");
+    });
+
+    test.each([7, -1])("keeps %j, a number the enum does not name (enums are open, as in proto3)", (raw) => {
+      expect(read({ color: raw }).color).toBe(raw);
     });
   });
 

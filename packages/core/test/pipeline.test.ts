@@ -47,6 +47,11 @@ class MoodReply {
   @Field(1, { enum: Mood }) mood!: Mood;
 }
 
+@Message()
+class NameReply {
+  @Field(1) name!: string;
+}
+
 /** An in-memory destination for the app's pino logger: one parsed JSON object per line. */
 function memoryLog() {
   const lines: Record<string, unknown>[] = [];
@@ -616,6 +621,11 @@ describe("errors a method throws", () => {
     unknownEnum(): MoodReply {
       return { mood: 7 as Mood };
     }
+
+    @Method({ output: NameReply })
+    loneSurrogate(): NameReply {
+      return { name: "broken \ud800 text" };
+    }
   }
 
   test("an unknown error becomes INTERNAL 'internal error', keeps the original as cause and is logged", async () => {
@@ -668,13 +678,18 @@ describe("errors a method throws", () => {
 
   test("an output the caller's side cannot read is the method's fault, not the caller's", async () => {
     const t = await open({ services: [FaultyService] });
-    const error = await rejected(t.client(FaultyService).unknownEnum(undefined));
+    const error = await rejected(t.client(FaultyService).loneSurrogate(undefined));
     expect(error).toMatchObject({
       status: "INTERNAL",
       code: "GANTRY_ERR_BAD_OUTPUT",
-      message: "/faults.v1.FaultyService/UnknownEnum returned an invalid MoodReply",
-      details: { field: "mood", problem: "must be one of MOOD_UNSPECIFIED, HAPPY" },
+      message: "/faults.v1.FaultyService/LoneSurrogate returned an invalid NameReply",
+      details: { field: "name", problem: "must be valid Unicode text" },
     });
+  });
+
+  test("a number the output's enum does not name reaches the caller (enums are open)", async () => {
+    const t = await open({ services: [FaultyService] });
+    expect(await t.client(FaultyService).unknownEnum(undefined)).toEqual({ mood: 7 });
   });
 });
 

@@ -154,7 +154,8 @@ function readValue(type: ValueType, raw: unknown, path: string, state: ReadState
       if (typeof raw === "string") {
         const number = type.enum.numberByName.get(raw);
         value = number ?? new Invalid(`must be one of ${enumNames(type)}`);
-      } else if (typeof raw === "number" && type.enum.nameByNumber.has(raw)) {
+      } else if (typeof raw === "number" && Number.isInteger(raw) && raw >= -(2 ** 31) && raw < 2 ** 31) {
+        // Enums are open, as in proto3: a number this release does not name (a newer peer's) is kept.
         value = raw;
       } else {
         value = new Invalid(`must be one of ${enumNames(type)}`);
