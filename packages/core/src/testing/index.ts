@@ -64,3 +64,15 @@ export async function createTestApp(app: GantryApp | AppOptions, options: TestAp
   await testApp.start({ overrides: options.overrides, flags: options.config, env: options.env ?? {} });
   return new TestApp(testApp);
 }
+
+export {
+  type ConformanceCallOptions,
+  type ConformanceCase,
+  type ConformanceClient,
+  type ConformanceFailure,
+  type ConformanceReply,
+  ConformanceService,
+  conformanceApp,
+  conformanceCases,
+  conformanceProbe,
+} from "./conformance.js";
