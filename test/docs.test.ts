@@ -13,6 +13,7 @@ import {
   Status,
   type StatusName,
 } from "@gantry/core";
+import { grpcConfigSchema, grpcErrors } from "@gantry/transport-grpc";
 import { httpConfigSchema, httpErrors } from "@gantry/transport-http";
 import { describe, expect, test } from "vitest";
 
@@ -53,6 +54,7 @@ describe("docs/errors.md", () => {
   test.each([
     ["@gantry/core", coreErrors],
     ["@gantry/transport-http", httpErrors],
+    ["@gantry/transport-grpc", grpcErrors],
     ["@gantry/cli", cliErrors],
   ] as [string, ErrorTable<Record<string, ErrorDefinition>>][])(
     "lists every error of %s exactly as the code defines it",
@@ -69,7 +71,7 @@ describe("docs/errors.md", () => {
   );
 
   test("gives every specific code once across all packages", () => {
-    const codes = [coreErrors, httpErrors, cliErrors].flatMap((table) => Object.keys(table.definitions));
+    const codes = [coreErrors, httpErrors, grpcErrors, cliErrors].flatMap((table) => Object.keys(table.definitions));
     expect(new Set(codes).size).toBe(codes.length);
   });
 });
@@ -86,6 +88,7 @@ describe("config keys in the package READMEs", () => {
   test.each([
     ["packages/core/README.md", coreConfigSchema({ services: [] })],
     ["packages/transport-http/README.md", httpConfigSchema({})],
+    ["packages/transport-grpc/README.md", grpcConfigSchema({})],
   ] as const)("%s lists every key with its environment variable", (file, schema) => {
     const readme = readFileSync(new URL(`../${file}`, import.meta.url), "utf8");
     const { values } = loadConfig([schema as ConfigSchema<unknown>], { env: {} });

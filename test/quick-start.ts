@@ -1,4 +1,5 @@
 import { type CallContext, createApp, Field, Get, Message, Method, Service } from "@gantry/core";
+import { grpcTransport } from "@gantry/transport-grpc";
 import { httpTransport } from "@gantry/transport-http";
 
 @Message()
@@ -21,4 +22,8 @@ class HelloService {
   }
 }
 
-export default createApp({ name: "hello", services: [HelloService], transports: [httpTransport({ port: 8080 })] });
+export default createApp({
+  name: "hello",
+  services: [HelloService],
+  transports: [httpTransport({ port: 8080 }), grpcTransport({ port: 50051 })],
+});

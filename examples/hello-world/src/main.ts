@@ -1,14 +1,18 @@
 import { createApp } from "@gantry/core";
+import { grpcTransport } from "@gantry/transport-grpc";
 import { httpTransport } from "@gantry/transport-http";
 import { HelloConfig } from "./config.js";
 import { HelloService } from "./hello.service.js";
 import { WorldService } from "./world.service.js";
 
-/** `gantry start dist/main.js` loads this module and starts its default export. */
+/**
+ * `gantry start dist/main.js` loads this module and starts its default export: both services on
+ * HTTP (port 8080) and gRPC (port 50051) from one process.
+ */
 export default createApp({
   name: "hello-world",
   version: "0.1.0",
   services: [HelloService, WorldService],
   config: [HelloConfig],
-  transports: [httpTransport({ port: 8080 })],
+  transports: [httpTransport({ port: 8080 }), grpcTransport({ port: 50051 })],
 });

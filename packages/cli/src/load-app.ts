@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { GantryApp } from "@gantry/core";
+import { type GantryApp, isGantryError } from "@gantry/core";
 import { cliErrors } from "./errors.js";
 
 /**
@@ -20,6 +20,8 @@ export async function loadApp(entry: string, cwd: string): Promise<GantryApp> {
   try {
     module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
   } catch (error) {
+    // A coded error from the app's own declarations (a proto binding, say) already names what is wrong.
+    if (isGantryError(error)) throw error;
     throw cliErrors.create(
       "GANTRY_ERR_ENTRY_LOAD",
       { entry, reason: (error as Error)?.message ?? String(error) },

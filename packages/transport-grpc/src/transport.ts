@@ -1,0 +1,408 @@
+import { type EventEmitter, once } from "node:events";
+import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
+import {
+  type CallContext,
+  type CallStream,
+  type ConfigSchema,
+  coreErrors,
+  type GantryError,
+  type MessageDescriptor,
+  type MethodDescriptor,
+  toGantryError,
+} from "@gantry/core";
+import { advertisedHost, type Endpoint, endpointUrl, type Transport, type TransportHost } from "@gantry/core/transport";
+import {
+  type ChannelOptions,
+  type Deadline,
+  type MethodDefinition,
+  Server,
+  ServerCredentials,
+  type ServerDuplexStream,
+  type ServerReadableStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type sendUnaryData,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import { decodeMessage, encodeMessage } from "./codec.js";
+import { type GrpcConfig, type GrpcTransportOptions, grpcConfigSchema } from "./config.js";
+import { grpcErrors } from "./errors.js";
+import { HealthService } from "./health.js";
+import { addReflection } from "./reflection.js";
+import { fromGrpcMetadata, toGrpcMetadata } from "./wire/metadata.js";
+import { toStatusObject } from "./wire/status.js";
+
+type AnyCall =
+  | ServerUnaryCall<Buffer, Buffer>
+  | ServerReadableStream<Buffer, Buffer>
+  | ServerWritableStream<Buffer, Buffer>
+  | ServerDuplexStream<Buffer, Buffer>;
+
+/** What a gRPC server counts: calls served per kind, for benchmarks and tests. */
+export interface GrpcStats {
+  calls: number;
+}
+
+/**
+ * Serves every method of the app's services over gRPC on @grpc/grpc-js, from the same decorated
+ * classes the HTTP transport serves. It only decodes and encodes: validation, guards, interceptors,
+ * deadlines and errors are core's pipeline. Also serves grpc.health.v1.Health and server reflection.
+ *
+ * @example
+ * const app = createApp({ services: [HelloService], transports: [httpTransport(), grpcTransport()] });
+ */
+export class GrpcTransport implements Transport {
+  readonly kind = "grpc";
+  readonly config: ConfigSchema<unknown>;
+  readonly stats: GrpcStats = { calls: 0 };
+  readonly #schema: ReturnType<typeof grpcConfigSchema>;
+  #host: TransportHost | undefined;
+  #server: Server | undefined;
+  #health: HealthService | undefined;
+  #address: string | undefined;
+
+  constructor(options: GrpcTransportOptions = {}) {
+    this.#schema = grpcConfigSchema(options);
+    this.config = this.#schema as ConfigSchema<unknown>;
+  }
+
+  async listen(host: TransportHost): Promise<readonly Endpoint[]> {
+    this.#host = host;
+    const config = host.config(this.#schema).grpc;
+    const credentials = serverCredentials(config);
+    const server = new Server(channelOptions(config));
+    for (const service of host.services) {
+      const definition: Record<string, MethodDefinition<Buffer, Buffer>> = {};
+      const implementation: UntypedServiceImplementation = {};
+      for (const method of service.methods) {
+        definition[method.name] = {
+          path: method.path,
+          requestStream: method.stream === "client" || method.stream === "bidi",
+          responseStream: method.stream === "server" || method.stream === "bidi",
+          requestSerialize: identity,
+          requestDeserialize: identity,
+          responseSerialize: identity,
+          responseDeserialize: identity,
+          originalName: method.key,
+        };
+        implementation[method.name] = this.#handler(method);
+      }
+      server.addService(definition as ServiceDefinition, implementation);
+    }
+    if (config.health) {
+      this.#health = new HealthService(host);
+      this.#health.addTo(server);
+    }
+    if (config.reflection) addReflection(server, host.services, { health: config.health });
+    const address = `${config.host.includes(":") ? `[${config.host}]` : config.host}:${config.port}`;
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(address, credentials, (error, bound) => {
+        if (error === null) {
+          resolve(bound);
+          return;
+        }
+        const params = { host: config.host, port: config.port };
+        reject(
+          /EADDRINUSE|address already in use/i.test(error.message)
+            ? grpcErrors.create("GANTRY_ERR_GRPC_PORT_IN_USE", params, { cause: error })
+            : grpcErrors.create("GANTRY_ERR_GRPC_LISTEN", { ...params, reason: error.message }, { cause: error }),
+        );
+      });
+    });
+    this.#server = server;
+    this.#address = `${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+    const advertised = advertisedHost(config.host);
+    const scheme = credentials._isSecure() ? "grpcs" : "grpc";
+    return [{ transport: "grpc", url: endpointUrl(scheme, advertised, port), host: advertised, port }];
+  }
+
+  /**
+   * Stops accepting connections. Calls on open connections go on; new calls on them are refused
+   * with UNAVAILABLE by the pipeline, so clients move to another instance.
+   */
+  drain(): void {
+    if (this.#server !== undefined && this.#address !== undefined) this.#server.unbind(this.#address);
+  }
+
+  /** Ends health watches, then closes every connection (gracefully, at most a second). */
+  async close(): Promise<void> {
+    const server = this.#server;
+    if (server === undefined) return;
+    this.#server = undefined;
+    this.#health?.close();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 1000);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  #handler(method: MethodDescriptor) {
+    switch (method.stream) {
+      case "unary":
+        return (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) =>
+          this.#unary(method, call, callback);
+      case "client":
+        return (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) =>
+          this.#clientStream(method, call, callback);
+      case "server":
+        return (call: ServerWritableStream<Buffer, Buffer>) => this.#serverStream(method, call);
+      case "bidi":
+        return (call: ServerDuplexStream<Buffer, Buffer>) => this.#bidi(method, call);
+    }
+  }
+
+  #createCall(method: MethodDescriptor, call: AnyCall, watchNow: boolean): CallContext {
+    const metadata = fromGrpcMetadata(call.metadata);
+    const context = (this.#host as TransportHost).createCall({
+      method,
+      transport: "grpc",
+      metadata,
+      deadline: deadlineOf(call.getDeadline()),
+      requestId: requestIdOf(metadata.get("x-request-id")),
+      peer: () => call.getPeer(),
+      watch: watchNow ? undefined : (watched) => watchCancel(call, watched),
+    });
+    if (watchNow) watchCancel(call, context);
+    this.stats.calls++;
+    return context;
+  }
+
+  #unary(method: MethodDescriptor, call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) {
+    let context: CallContext | undefined;
+    try {
+      context = this.#createCall(method, call, false);
+      const input = decodeMessage(method.input, call.request);
+      const running = context;
+      (this.#host as TransportHost).dispatch(method, input, running, (error, output) =>
+        reply(method, call, running, callback, error, output),
+      );
+    } catch (error) {
+      callback(statusOf(error, context, false));
+    }
+  }
+
+  #clientStream(method: MethodDescriptor, call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) {
+    let context: CallContext | undefined;
+    try {
+      context = this.#createCall(method, call, true);
+      const running = context;
+      (this.#host as TransportHost).dispatch(method, decodeStream(method.input, call), running, (error, output) =>
+        reply(method, call, running, callback, error, output),
+      );
+    } catch (error) {
+      callback(statusOf(error, context, false));
+    }
+  }
+
+  #serverStream(method: MethodDescriptor, call: ServerWritableStream<Buffer, Buffer>) {
+    let context: CallContext | undefined;
+    try {
+      context = this.#createCall(method, call, true);
+      const input = decodeMessage(method.input, call.request);
+      const running = context;
+      (this.#host as TransportHost).dispatch(method, input, running, (error, output) =>
+        stream(method, call, running, error, output as CallStream),
+      );
+    } catch (error) {
+      call.emit("error", statusOf(error, context, false));
+    }
+  }
+
+  #bidi(method: MethodDescriptor, call: ServerDuplexStream<Buffer, Buffer>) {
+    let context: CallContext | undefined;
+    try {
+      context = this.#createCall(method, call, true);
+      const running = context;
+      (this.#host as TransportHost).dispatch(method, decodeStream(method.input, call), running, (error, output) =>
+        stream(method, call, running, error, output as CallStream),
+      );
+    } catch (error) {
+      call.emit("error", statusOf(error, context, false));
+    }
+  }
+}
+
+/** A gRPC transport with these code defaults for its `grpc.*` config keys. */
+export function grpcTransport(options: GrpcTransportOptions = {}): GrpcTransport {
+  return new GrpcTransport(options);
+}
+
+function identity<T>(value: T): T {
+  return value;
+}
+
+function channelOptions(config: GrpcConfig): ChannelOptions {
+  const options: ChannelOptions = {
+    "grpc.max_receive_message_length": config.maxReceiveMessageSize,
+    "grpc.max_send_message_length": config.maxSendMessageSize,
+    "grpc.keepalive_time_ms": config.keepalive.time,
+    "grpc.keepalive_timeout_ms": config.keepalive.timeout,
+  };
+  if (config.maxConnectionIdle > 0) options["grpc.max_connection_idle_ms"] = config.maxConnectionIdle;
+  if (config.maxConnectionAge > 0) options["grpc.max_connection_age_ms"] = config.maxConnectionAge;
+  return options;
+}
+
+function serverCredentials(config: GrpcConfig): ServerCredentials {
+  const { cert, key, ca } = config.tls;
+  if (cert === "" && key === "" && ca === "") return ServerCredentials.createInsecure();
+  if (cert === "" || key === "") {
+    throw grpcErrors.create("GANTRY_ERR_GRPC_TLS", { reason: "grpc.tls.cert and grpc.tls.key must be set together" });
+  }
+  const read = (what: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw grpcErrors.create(
+        "GANTRY_ERR_GRPC_TLS",
+        { reason: `cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}` },
+        { cause: error },
+      );
+    }
+  };
+  const pair = { cert_chain: read("grpc.tls.cert", cert), private_key: read("grpc.tls.key", key) };
+  const rootCerts = ca === "" ? null : read("grpc.tls.ca", ca);
+  try {
+    return ServerCredentials.createSsl(rootCerts, [pair], rootCerts !== null);
+  } catch (error) {
+    throw grpcErrors.create("GANTRY_ERR_GRPC_TLS", { reason: (error as Error).message }, { cause: error });
+  }
+}
+
+function deadlineOf(deadline: Deadline): number | undefined {
+  if (deadline instanceof Date) return deadline.getTime();
+  return Number.isFinite(deadline) ? deadline : undefined;
+}
+
+const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
+
+function requestIdOf(value: string | undefined): string | undefined {
+  return value !== undefined && REQUEST_ID.test(value) ? value : undefined;
+}
+
+/** Aborts the call when grpc-js reports it cancelled: by the client, or by its own deadline timer. */
+function watchCancel(call: AnyCall, context: CallContext): void {
+  const cancel = () => {
+    const deadline = context.deadline;
+    context.abort(
+      deadline !== undefined && deadline <= Date.now()
+        ? coreErrors.create("GANTRY_ERR_DEADLINE_EXCEEDED", { timeoutMs: Math.max(0, deadline - context.startedAt) })
+        : coreErrors.create("GANTRY_ERR_CANCELLED"),
+    );
+  };
+  if (call.cancelled) cancel();
+  else (call as EventEmitter).once("cancelled", cancel);
+}
+
+/**
+ * The messages of a client or bidi stream, decoded as the method pulls them. The iterator must not
+ * destroy the call when the client's half ends: on a bidi call the server's half goes on.
+ */
+async function* decodeStream(descriptor: MessageDescriptor, source: Readable): AsyncGenerator<unknown> {
+  for await (const bytes of source.iterator({ destroyOnReturn: false }))
+    yield decodeMessage(descriptor, bytes as Buffer);
+}
+
+/**
+ * The status of a failed call. Errors from the pipeline were logged there; any other server fault
+ * (an output that cannot be encoded, say) is logged here.
+ */
+function statusOf(error: unknown, context: CallContext | undefined, logged = true) {
+  const fault = toGantryError(error);
+  if (!logged && context !== undefined && (fault.status === "INTERNAL" || fault.status === "UNKNOWN")) {
+    context.log.error(
+      { err: fault.cause ?? error, code: fault.code, details: fault.details },
+      `${context.method.path} failed`,
+    );
+  }
+  return toStatusObject(fault, context?.hasResponseMetadata ? toGrpcMetadata(context.responseMetadata) : undefined);
+}
+
+function reply(
+  method: MethodDescriptor,
+  call: AnyCall,
+  context: CallContext,
+  callback: sendUnaryData<Buffer>,
+  error: GantryError | undefined,
+  output: unknown,
+): void {
+  if (error !== undefined) {
+    callback(statusOf(error, context));
+    return;
+  }
+  let bytes: Buffer;
+  try {
+    bytes = encodeMessage(method.output, output);
+  } catch (encodeError) {
+    callback(statusOf(encodeError, context, false));
+    return;
+  }
+  if (context.hasResponseMetadata) call.sendMetadata(toGrpcMetadata(context.responseMetadata));
+  callback(null, bytes);
+}
+
+/**
+ * Writes a method's output stream to the call, pulling the next message only once the last one was
+ * taken (`write` returned true, or `drain`): a slow reader holds the method back. Ends with OK, or
+ * with the stream's error as the status.
+ */
+async function stream(
+  method: MethodDescriptor,
+  call: ServerWritableStream<Buffer, Buffer> | ServerDuplexStream<Buffer, Buffer>,
+  context: CallContext,
+  error: GantryError | undefined,
+  output: CallStream | undefined,
+): Promise<void> {
+  if (error !== undefined || output === undefined) {
+    call.emit("error", statusOf(error, context));
+    return;
+  }
+  let headersSent = false;
+  const sendHeaders = () => {
+    if (headersSent) return;
+    headersSent = true;
+    if (context.hasResponseMetadata) call.sendMetadata(toGrpcMetadata(context.responseMetadata));
+  };
+  try {
+    for await (const item of output) {
+      sendHeaders();
+      if (call.cancelled || call.destroyed) break;
+      if (!call.write(encodeMessage(method.output, item))) await writable(call);
+    }
+    sendHeaders();
+    if (!call.cancelled) call.end();
+  } catch (streamError) {
+    if (!call.cancelled) call.emit("error", statusOf(streamError, context, !isEncodeError(streamError)));
+  } finally {
+    await output.return();
+  }
+}
+
+function isEncodeError(error: unknown): boolean {
+  return (error as GantryError | undefined)?.code === "GANTRY_ERR_BAD_OUTPUT";
+}
+
+/** Resolves when the call takes writes again, or when it is cancelled or closed. */
+async function writable(call: ServerWritableStream<Buffer, Buffer> | ServerDuplexStream<Buffer, Buffer>) {
+  const controller = new AbortController();
+  try {
+    await Promise.race([
+      once(call, "drain", { signal: controller.signal }),
+      once(call, "cancelled", { signal: controller.signal }),
+      once(call, "close", { signal: controller.signal }),
+    ]);
+  } catch {
+    // An aborted wait: one of the others won.
+  } finally {
+    controller.abort();
+  }
+}
