@@ -17,8 +17,14 @@ class Num {
   @Field(1, { type: "int32", min: 0 }) value!: number;
 }
 
-const seen = { finished: [] as string[], requestIds: [] as (string | undefined)[], abortedWith: [] as string[] };
+const seen = {
+  finished: [] as string[],
+  requestIds: [] as (string | undefined)[],
+  abortedWith: [] as string[],
+  lateClosed: false,
+};
 const release = signal();
+const unstick = signal();
 
 @Service({ package: "streams", version: "v1" })
 class Streams {
@@ -53,6 +59,28 @@ class Streams {
   @Method({ output: Num, stream: "server" })
   notAStream(): unknown {
     return { value: 1 };
+  }
+
+  /** Waits for `unstick`, ignoring its signal: a pull on it can only be failed from outside. */
+  @Method({ output: Num, stream: "server" })
+  async *stuck(): AsyncGenerator<Num> {
+    await unstick.promise;
+    yield { value: 1 };
+  }
+
+  /** Takes 60 ms to set up before it returns its stream. */
+  @Method({ output: Num, stream: "server" })
+  async late(): Promise<AsyncIterable<Num>> {
+    await sleep(60);
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => ({ done: false, value: { value: 1 } }),
+        return: async () => {
+          seen.lateClosed = true;
+          return { done: true, value: undefined };
+        },
+      }),
+    };
   }
 
   @Method({ output: Num, stream: "server" })
@@ -98,6 +126,43 @@ describe("streaming methods in the pipeline", () => {
       const before = seen.finished.length;
       await stream.return(undefined);
       expect(seen.finished.length).toBe(before + 1);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test("closing the stream before the first pull ends the call", async () => {
+    const app = await started();
+    try {
+      const stream = (await app.call(app.method(Streams, "count"), { value: 10 })) as AsyncGenerator<unknown>;
+      expect(app.inFlight).toBe(1);
+      await stream.return(undefined);
+      expect(app.inFlight).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test("a pull waiting on the method fails at once when the deadline passes", async () => {
+    const app = await started();
+    try {
+      const stream = (await app.call(app.method(Streams, "stuck"), {}, { timeoutMs: 50 })) as AsyncGenerator<unknown>;
+      const started = Date.now();
+      const error = await rejected(stream.next());
+      expect(error.status).toBe("DEADLINE_EXCEEDED");
+      expect(Date.now() - started).toBeLessThan(1000);
+    } finally {
+      unstick.resolve();
+      await app.close();
+    }
+  });
+
+  test("a stream returned after its call was aborted is closed", async () => {
+    const app = await started();
+    try {
+      await rejected(app.call(app.method(Streams, "late"), {}, { timeoutMs: 20 }));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(seen.lateClosed).toBe(true);
     } finally {
       await app.close();
     }

@@ -4,6 +4,7 @@ import { decodeMessage, encodeMessage } from "./codec.js";
 import { HEALTH_SERVICE } from "./health.js";
 import { type DescriptorSet, descriptorSet } from "./proto/descriptor.js";
 import { toStatusObject } from "./wire/status.js";
+import { writable } from "./wire/streams.js";
 
 @Message({ name: "ExtensionRequest" })
 class ExtensionRequest {
@@ -154,9 +155,8 @@ async function serve(call: ServerDuplexStream<Buffer, Buffer>, files: Catalog, l
     for await (const bytes of call.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       const request = decodeMessage(requestDescriptor, bytes) as Partial<ServerReflectionRequest>;
       const response = answer(request, files, listed);
-      if (!call.write(encodeMessage(responseDescriptor, response))) {
-        await new Promise((resolve) => call.once("drain", resolve));
-      }
+      if (!call.write(encodeMessage(responseDescriptor, response))) await writable(call);
+      if (call.cancelled || call.destroyed) return;
     }
     call.end();
   } catch (error) {

@@ -1,4 +1,4 @@
-import { type EventEmitter, once } from "node:events";
+import type { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import {
@@ -33,6 +33,7 @@ import { HealthService } from "./health.js";
 import { addReflection } from "./reflection.js";
 import { fromGrpcMetadata, toGrpcMetadata } from "./wire/metadata.js";
 import { toStatusObject } from "./wire/status.js";
+import { writable } from "./wire/streams.js";
 
 type AnyCall =
   | ServerUnaryCall<Buffer, Buffer>
@@ -104,6 +105,10 @@ export class GrpcTransport implements Transport {
           return;
         }
         const params = { host: config.host, port: config.port };
+        // Nothing listens: release what was set up for the server, which close() will not see.
+        server.forceShutdown();
+        this.#health?.close();
+        this.#health = undefined;
         reject(
           /EADDRINUSE|address already in use/i.test(error.message)
             ? grpcErrors.create("GANTRY_ERR_GRPC_PORT_IN_USE", params, { cause: error })
@@ -195,8 +200,11 @@ export class GrpcTransport implements Transport {
     try {
       context = this.#createCall(method, call, true);
       const running = context;
-      (this.#host as TransportHost).dispatch(method, decodeStream(method.input, call), running, (error, output) =>
-        reply(method, call, running, callback, error, output),
+      (this.#host as TransportHost).dispatch(
+        method,
+        decodeStream(method.input, call, running.signal),
+        running,
+        (error, output) => reply(method, call, running, callback, error, output),
       );
     } catch (error) {
       callback(statusOf(error, context, false));
@@ -222,8 +230,11 @@ export class GrpcTransport implements Transport {
     try {
       context = this.#createCall(method, call, true);
       const running = context;
-      (this.#host as TransportHost).dispatch(method, decodeStream(method.input, call), running, (error, output) =>
-        stream(method, call, running, error, output as CallStream),
+      (this.#host as TransportHost).dispatch(
+        method,
+        decodeStream(method.input, call, running.signal),
+        running,
+        (error, output) => stream(method, call, running, error, output as CallStream),
       );
     } catch (error) {
       call.emit("error", statusOf(error, context, false));
@@ -304,19 +315,47 @@ function watchCancel(call: AnyCall, context: CallContext): void {
 }
 
 /**
- * The messages of a client or bidi stream, decoded as the method pulls them. The iterator must not
- * destroy the call when the client's half ends: on a bidi call the server's half goes on.
+ * The messages of a client or bidi stream, decoded as the method pulls them. It ends when the
+ * client's half ends or the call is aborted (a deadline does not wait for a client that sends
+ * nothing). It does not destroy the call: on a bidi call the server's half goes on.
  */
-async function* decodeStream(descriptor: MessageDescriptor, source: Readable): AsyncGenerator<unknown> {
-  for await (const bytes of source.iterator({ destroyOnReturn: false }))
-    yield decodeMessage(descriptor, bytes as Buffer);
+async function* decodeStream(
+  descriptor: MessageDescriptor,
+  source: Readable,
+  signal: AbortSignal,
+): AsyncGenerator<unknown> {
+  const iterator = source.iterator({ destroyOnReturn: false });
+  for (;;) {
+    if (signal.aborted) return;
+    const next = await new Promise<IteratorResult<unknown>>((resolve, reject) => {
+      const onAbort = () => resolve({ done: true, value: undefined });
+      signal.addEventListener("abort", onAbort, { once: true });
+      iterator.next().then(
+        (result) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(result);
+        },
+        (error: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(error);
+        },
+      );
+    });
+    if (next.done === true) return;
+    yield decodeMessage(descriptor, next.value as Buffer);
+  }
 }
 
 /**
  * The status of a failed call. Errors from the pipeline were logged there; any other server fault
  * (an output that cannot be encoded, say) is logged here.
  */
-function statusOf(error: unknown, context: CallContext | undefined, logged = true) {
+function statusOf(
+  error: unknown,
+  context: CallContext | undefined,
+  logged = true,
+  trailers = context?.hasResponseMetadata ? toGrpcMetadata(context.responseMetadata) : undefined,
+) {
   const fault = toGantryError(error);
   if (!logged && context !== undefined && (fault.status === "INTERNAL" || fault.status === "UNKNOWN")) {
     context.log.error(
@@ -324,7 +363,7 @@ function statusOf(error: unknown, context: CallContext | undefined, logged = tru
       `${context.method.path} failed`,
     );
   }
-  return toStatusObject(fault, context?.hasResponseMetadata ? toGrpcMetadata(context.responseMetadata) : undefined);
+  return toStatusObject(fault, trailers);
 }
 
 function reply(
@@ -353,7 +392,8 @@ function reply(
 /**
  * Writes a method's output stream to the call, pulling the next message only once the last one was
  * taken (`write` returned true, or `drain`): a slow reader holds the method back. Ends with OK, or
- * with the stream's error as the status.
+ * with the stream's error (or the call's abort reason: a deadline, shutdown) as the status. Response
+ * metadata set before the first message goes out as headers; any set later, as trailers.
  */
 async function stream(
   method: MethodDescriptor,
@@ -366,43 +406,38 @@ async function stream(
     call.emit("error", statusOf(error, context));
     return;
   }
-  let headersSent = false;
+  let sent: ReadonlySet<string> | undefined;
   const sendHeaders = () => {
-    if (headersSent) return;
-    headersSent = true;
-    if (context.hasResponseMetadata) call.sendMetadata(toGrpcMetadata(context.responseMetadata));
+    if (sent !== undefined) return;
+    sent = sentKeys(context);
+    if (sent.size > 0) call.sendMetadata(toGrpcMetadata(context.responseMetadata));
   };
+  const trailers = () =>
+    context.hasResponseMetadata ? toGrpcMetadata(context.responseMetadata, undefined, sent) : undefined;
   try {
     for await (const item of output) {
       sendHeaders();
       if (call.cancelled || call.destroyed) break;
-      if (!call.write(encodeMessage(method.output, item))) await writable(call);
+      if (!call.write(encodeMessage(method.output, item))) await writable(call, context.signal);
     }
     sendHeaders();
-    if (!call.cancelled) call.end();
+    if (!call.cancelled) call.end(trailers());
   } catch (streamError) {
-    if (!call.cancelled) call.emit("error", statusOf(streamError, context, !isEncodeError(streamError)));
+    if (!call.cancelled) call.emit("error", statusOf(streamError, context, !isEncodeError(streamError), trailers()));
   } finally {
     await output.return();
   }
 }
 
-function isEncodeError(error: unknown): boolean {
-  return (error as GantryError | undefined)?.code === "GANTRY_ERR_BAD_OUTPUT";
+/** The response metadata entries that went out as headers, to keep them out of the trailers. */
+function sentKeys(context: CallContext): ReadonlySet<string> {
+  const sent = new Set<string>();
+  if (!context.hasResponseMetadata) return sent;
+  for (const [key, values] of context.responseMetadata.entries())
+    for (const value of values) sent.add(`${key}\n${value}`);
+  return sent;
 }
 
-/** Resolves when the call takes writes again, or when it is cancelled or closed. */
-async function writable(call: ServerWritableStream<Buffer, Buffer> | ServerDuplexStream<Buffer, Buffer>) {
-  const controller = new AbortController();
-  try {
-    await Promise.race([
-      once(call, "drain", { signal: controller.signal }),
-      once(call, "cancelled", { signal: controller.signal }),
-      once(call, "close", { signal: controller.signal }),
-    ]);
-  } catch {
-    // An aborted wait: one of the others won.
-  } finally {
-    controller.abort();
-  }
+function isEncodeError(error: unknown): boolean {
+  return (error as GantryError | undefined)?.code === "GANTRY_ERR_BAD_OUTPUT";
 }

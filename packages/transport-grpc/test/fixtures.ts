@@ -66,6 +66,35 @@ export class StreamService {
     throw new Error("stream broke");
   }
 
+  /** Server streaming that waits, following its signal, and never yields: for deadlines and cancels. */
+  @Method({ output: Num, stream: "server", timeoutMs: 300 })
+  async *waitForever(request: CountRequest, call: CallContext): AsyncGenerator<Num> {
+    try {
+      await new Promise((_resolve, reject) => call.signal.addEventListener("abort", () => reject(call.signal.reason)));
+      yield { value: 0 };
+    } finally {
+      streamProbe.finished.add(request.key);
+    }
+  }
+
+  /** Bidi that waits for messages the client never sends, under a 300 ms timeout. */
+  @Method({ input: Num, output: Num, stream: "bidi", timeoutMs: 300 })
+  async *echoSlowly(values: AsyncIterable<Num>, call: CallContext): AsyncGenerator<Num> {
+    try {
+      for await (const n of values) yield n;
+    } finally {
+      streamProbe.finished.add(call.metadata.get("x-key") ?? "");
+    }
+  }
+
+  /** Server streaming that sets response metadata before its first message and after its last. */
+  @Method({ output: Num, stream: "server" })
+  async *withMetadata(_request: CountRequest, call: CallContext): AsyncGenerator<Num> {
+    call.responseMetadata.set("x-before", "1");
+    yield { value: 1 };
+    call.responseMetadata.set("x-after", "2");
+  }
+
   /** Unary, for size limits: echoes the blob, or sends `size` bytes when the blob is empty. */
   @Method({ input: CountRequest, output: Blob })
   async big(request: CountRequest): Promise<Blob> {

@@ -1,7 +1,7 @@
 import { connect } from "node:http2";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createApp, type GantryApp } from "@gantry/core";
-import { type ClientReadableStream, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { type ClientDuplexStream, type ClientReadableStream, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { grpcTransport } from "../src/index.js";
 import { decodeJson, encodeJson, failureOf, TestClient } from "./client.js";
@@ -122,6 +122,53 @@ describe("server streaming", () => {
       }
     })();
     expect(error).toMatchObject({ status: "INVALID_ARGUMENT", violations: [{ field: "count" }] });
+  });
+});
+
+describe("deadlines and metadata on streams", () => {
+  async function statusOf(call: ClientReadableStream<unknown> | ClientDuplexStream<unknown, unknown>): Promise<string> {
+    return new Promise((resolve) => {
+      call.on("data", () => undefined);
+      call.on("error", (error: ServiceError) => resolve(failureOf(error).status));
+      call.on("end", () => resolve("OK"));
+    });
+  }
+
+  test("a server stream waiting on nothing ends with DEADLINE_EXCEEDED at its timeout, and runs its finally", async () => {
+    const started = Date.now();
+    expect(await statusOf(serverStream("WaitForever", { key: "wait" }))).toBe("DEADLINE_EXCEEDED");
+    expect(Date.now() - started).toBeLessThan(2000);
+    await eventually(() => streamProbe.finished.has("wait"));
+    await eventually(() => app.inFlight === 0);
+  });
+
+  test("a bidi call whose client sends nothing ends with DEADLINE_EXCEEDED, and its input ends", async () => {
+    const method = client.method("EchoSlowly");
+    const metadata = new Metadata();
+    metadata.set("x-key", "bidi-wait");
+    const call = client.client.makeBidiStreamRequest(
+      method.path,
+      (value: unknown) => encodeJson(method.input, value),
+      (bytes: Buffer) => decodeJson(method.output, bytes),
+      metadata,
+    );
+    const started = Date.now();
+    expect(await statusOf(call)).toBe("DEADLINE_EXCEEDED");
+    expect(Date.now() - started).toBeLessThan(2000);
+    await eventually(() => streamProbe.finished.has("bidi-wait"));
+    await eventually(() => app.inFlight === 0);
+  });
+
+  test("response metadata set before the first message goes out as headers; after, as trailers", async () => {
+    const call = serverStream("WithMetadata", {});
+    const headers = new Promise<Metadata>((resolve) => call.on("metadata", resolve));
+    const status = new Promise<{ metadata: Metadata }>((resolve) => call.on("status", resolve));
+    call.on("data", () => undefined);
+    expect((await headers).get("x-before")).toEqual(["1"]);
+    expect((await headers).get("x-after")).toEqual([]);
+    const trailers = (await status).metadata;
+    expect(trailers.get("x-after")).toEqual(["2"]);
+    expect(trailers.get("x-before")).toEqual([]);
   });
 });
 

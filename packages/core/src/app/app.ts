@@ -417,7 +417,19 @@ function copyOutput(method: MethodDescriptor, output: unknown): unknown {
   }
 }
 
-/** A streaming method's output, each message copied; closing it early closes the method's stream. */
-async function* copyStream(method: MethodDescriptor, stream: CallStream): AsyncGenerator<unknown> {
-  for await (const item of stream) yield copyOutput(method, item);
+/**
+ * A streaming method's output, each message copied. Closing it closes the method's stream, even
+ * before the first pull.
+ */
+function copyStream(method: MethodDescriptor, stream: CallStream): AsyncIterableIterator<unknown> {
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    async next() {
+      const result = await stream.next();
+      return result.done === true ? result : { done: false, value: copyOutput(method, result.value) };
+    },
+    return: () => stream.return(),
+  };
 }

@@ -93,6 +93,8 @@ export class Invoker {
         if (answered || !handler.outputStream) {
           clearTimeout(timer);
           this.#settled(call);
+          // Aborted before it returned its stream: no one will read it, so close it (its finally runs).
+          if (answered && handler.outputStream && isAsyncIterable(output)) closeQuietly(call, output);
           if (answered) return;
           answered = true;
           done(undefined, output);
@@ -115,7 +117,7 @@ export class Invoker {
             this.#settled(call);
           },
         );
-        call.setAbortListener(() => stream.abort());
+        call.setAbortListener((reason) => stream.abort(reason));
         done(undefined, stream);
       },
       (error: unknown) => {
@@ -220,6 +222,15 @@ function readInput(handler: MethodHandler, input: unknown): unknown {
     );
   }
   return readStream(handler.method.input, input);
+}
+
+function closeQuietly(call: CallContext, stream: AsyncIterable<unknown>): void {
+  try {
+    const closed = runInCall(call, () => stream[Symbol.asyncIterator]().return?.());
+    Promise.resolve(closed).catch(() => undefined);
+  } catch {
+    // A stream that cannot even be closed has nothing left to release.
+  }
 }
 
 function notAStream(method: MethodDescriptor): Error {

@@ -21,14 +21,18 @@ export function isAsyncIterable(value: unknown): value is AsyncIterable<unknown>
 
 /**
  * The output of a server or bidi streaming method as the transport reads it. Each pull runs in the
- * call's context; the call stays in flight until the stream ends, fails or is closed; an aborted
- * call (cancel, deadline, shutdown) closes the method's iterator, so its `finally` runs, and fails
- * the next pull with the abort reason. Whatever the method throws comes out as a GantryError.
+ * call's context; the call stays in flight until the method's iterator has finished (its end, an
+ * error, or closing it). When the call is aborted (cancel, deadline, shutdown) a pull fails at once
+ * with the abort reason, even one waiting on the method, and the method's iterator is closed: its
+ * `finally` runs as soon as it next yields (a method waiting on something should follow
+ * `ctx.signal`). Whatever the method throws comes out as a GantryError.
  */
 export class CallStream<T = unknown> implements AsyncIterableIterator<T> {
   readonly #call: CallContext;
   readonly #iterator: AsyncIterator<unknown>;
   readonly #fault: (error: unknown) => GantryError;
+  /** Fails the pull waiting on the method, if one is. */
+  #wake: ((reason: GantryError) => void) | undefined;
   #onEnd: (() => void) | undefined;
 
   /** @internal */
@@ -49,38 +53,58 @@ export class CallStream<T = unknown> implements AsyncIterableIterator<T> {
   }
 
   async next(): Promise<IteratorResult<T>> {
-    if (this.#call.abortReason !== undefined) {
-      this.#end();
-      throw this.#call.abortReason;
+    const reason = this.#call.abortReason;
+    if (reason !== undefined) {
+      this.#release();
+      throw reason;
     }
     try {
-      const result = await runInCall(this.#call, () => this.#iterator.next());
-      if (this.#call.abortReason !== undefined) throw this.#call.abortReason;
+      const pull = runInCall(this.#call, () => this.#iterator.next());
+      const result = await new Promise<IteratorResult<unknown>>((resolve, reject) => {
+        this.#wake = reject;
+        pull.then(resolve, reject);
+      });
+      this.#wake = undefined;
       if (result.done === true) this.#end();
       return result as IteratorResult<T>;
     } catch (error) {
+      this.#wake = undefined;
+      const aborted = this.#call.abortReason;
+      if (aborted !== undefined) {
+        this.#release();
+        throw aborted;
+      }
       this.#end();
-      throw this.#call.abortReason ?? this.#fault(error);
+      throw this.#fault(error);
     }
   }
 
   /** Stops the stream early: the method's iterator is closed (its `finally` runs). */
   async return(): Promise<IteratorResult<T>> {
-    await this.#close();
+    if (this.#onEnd !== undefined) {
+      try {
+        await runInCall(this.#call, () => this.#iterator.return?.());
+      } finally {
+        this.#end();
+      }
+    }
     return { done: true, value: undefined };
   }
 
-  /** @internal The call was aborted: close the method's iterator now. */
-  abort(): void {
-    void this.#close().catch(() => undefined);
+  /** @internal The call was aborted: fail the waiting pull and close the method's iterator. */
+  abort(reason: GantryError): void {
+    this.#wake?.(reason);
+    this.#release();
   }
 
-  async #close(): Promise<void> {
+  /** Closes the method's iterator without waiting; the call leaves the in-flight set once it has. */
+  #release(): void {
     if (this.#onEnd === undefined) return;
+    const end = () => this.#end();
     try {
-      await runInCall(this.#call, () => this.#iterator.return?.());
-    } finally {
-      this.#end();
+      Promise.resolve(runInCall(this.#call, () => this.#iterator.return?.())).then(end, end);
+    } catch {
+      end();
     }
   }
 

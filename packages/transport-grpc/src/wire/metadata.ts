@@ -12,12 +12,27 @@ export function fromGrpcMetadata(metadata: GrpcMetadata): Metadata {
   return new Metadata(metadata.toHttp2Headers() as Record<string, string | string[]>);
 }
 
-/** A call's response metadata as gRPC metadata; `-bin` values are taken as base64. */
-export function toGrpcMetadata(metadata: Metadata, into = new GrpcMetadata()): GrpcMetadata {
+/**
+ * A call's response metadata as gRPC metadata; `-bin` values are taken as base64. Entries in
+ * `except` (`key\nvalue`, already sent as headers) are left out; keys or values gRPC cannot carry are
+ * dropped rather than failing the call.
+ */
+export function toGrpcMetadata(
+  metadata: Metadata,
+  into = new GrpcMetadata(),
+  except?: ReadonlySet<string>,
+): GrpcMetadata {
   for (const [key, values] of metadata.entries()) {
     if (RESERVED.test(key)) continue;
     const binary = key.endsWith("-bin");
-    for (const value of values) into.add(key, binary ? Buffer.from(value, "base64") : value);
+    for (const value of values) {
+      if (except?.has(`${key}\n${value}`)) continue;
+      try {
+        into.add(key, binary ? Buffer.from(value, "base64") : value);
+      } catch {
+        // grpc-js refuses keys outside [0-9a-z_.-] and values that are not printable ASCII.
+      }
+    }
   }
   return into;
 }
