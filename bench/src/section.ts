@@ -14,7 +14,7 @@ export interface BenchOptions {
 }
 
 /**
- * One part of `pnpm bench` (http now; grpc, client, telemetry and startup later). A section runs its
+ * One part of `pnpm bench` (http and grpc now; client, telemetry and startup later). A section runs its
  * contenders, prints its table and returns its full results, which the driver writes to
  * `.bench/<name>.json`.
  */

@@ -100,8 +100,11 @@ function parseJsonLine(line: string): Record<string, unknown> | undefined {
   }
 }
 
-/** `gantry start` prints where it listens as `  http  http://127.0.0.1:PORT`. */
+/**
+ * `gantry start` prints where it listens as `  http  http://127.0.0.1:PORT` or
+ * `  grpc  grpc://127.0.0.1:PORT`; the benchmark servers serve one transport each.
+ */
 function gantryEndpoint(line: string): Record<string, unknown> | undefined {
-  const match = /^\s+http\s+http:\/\/[^\s]+:(\d+)$/.exec(line);
+  const match = /^\s+(?:http\s+http|grpc\s+grpc):\/\/[^\s]+:(\d+)$/.exec(line);
   return match === null ? undefined : { port: Number(match[1]) };
 }

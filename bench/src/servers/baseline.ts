@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 
 /**
- * What the hand-written baselines (raw node:http and express) share: the request id, the /hello
- * greeting and the /echo validation. They do the same work as the Gantry service, so that the
+ * What the hand-written baselines (raw node:http, express, grpc-js) share: the request id, the
+ * greeting and the name and /echo validation. They do the same work as the Gantry service, so that the
  * comparison measures the framework and not a difference in the job.
  */
 
@@ -18,7 +18,7 @@ export function requestId(headers: IncomingHttpHeaders): string {
   return typeof header === "string" && REQUEST_ID.test(header) ? header : randomUUID();
 }
 
-/** The body of GET /hello/:name. */
+/** The body of GET /hello/:name, and the reply of the gRPC SayHello. */
 export function greet(name: string): { message: string } {
   return { message: `Hello, ${name}.` };
 }
@@ -47,15 +47,26 @@ export interface Echo {
 export function readEcho(body: unknown): Echo | string {
   if (typeof body !== "object" || body === null || Array.isArray(body)) return "the body must be a JSON object";
   const { name = "", count = 0, tags = [] } = body as Record<string, unknown>;
-  if (typeof name !== "string" || !name.isWellFormed()) return "name must be a string";
-  const length = countCharacters(name);
-  if (length < 1 || length > 64) return "name must be 1 to 64 characters";
+  const wrongName = nameProblem(name);
+  if (wrongName !== undefined) return wrongName;
   if (typeof count !== "number" || !Number.isInteger(count)) return "count must be an integer";
   if (count < 0 || count > 1000) return "count must be between 0 and 1000";
   if (!Array.isArray(tags)) return "tags must be a list";
   if (tags.length > 10) return "tags must have at most 10 items";
   for (const tag of tags) if (typeof tag !== "string" || !tag.isWellFormed()) return "tags must hold strings";
-  return { name, count, tags };
+  return { name: name as string, count, tags };
+}
+
+/**
+ * What is wrong with a name by the rule of the Gantry field `@Field(n, { minLength: 1, maxLength: 64 })`
+ * (a string of 1 to 64 characters); undefined when nothing is. The /echo body and the gRPC SayHello
+ * request check their name with it.
+ */
+export function nameProblem(name: unknown): string | undefined {
+  if (typeof name !== "string" || !name.isWellFormed()) return "name must be a string";
+  const length = countCharacters(name);
+  if (length < 1 || length > 64) return "name must be 1 to 64 characters";
+  return undefined;
 }
 
 /** Characters as code points, like Gantry's minLength/maxLength; only counted when UTF-16 length leaves it open. */
