@@ -166,13 +166,14 @@ export class GrpcTransport implements Transport {
   }
 
   #createCall(method: MethodDescriptor, call: AnyCall, watchNow: boolean): CallContext {
-    const metadata = fromGrpcMetadata(call.metadata);
+    const incoming = call.metadata;
     const context = (this.#host as TransportHost).createCall({
       method,
       transport: "grpc",
-      metadata,
+      // Converted only if the method reads it: most calls never do.
+      metadata: () => fromGrpcMetadata(incoming),
       deadline: deadlineOf(call.getDeadline()),
-      requestId: requestIdOf(metadata.get("x-request-id")),
+      requestId: requestIdOf(incoming.get("x-request-id")[0]),
       peer: () => call.getPeer(),
       watch: watchNow ? undefined : (watched) => watchCancel(call, watched),
     });
@@ -296,8 +297,8 @@ function deadlineOf(deadline: Deadline): number | undefined {
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
 
-function requestIdOf(value: string | undefined): string | undefined {
-  return value !== undefined && REQUEST_ID.test(value) ? value : undefined;
+function requestIdOf(value: unknown): string | undefined {
+  return typeof value === "string" && REQUEST_ID.test(value) ? value : undefined;
 }
 
 /** Aborts the call when grpc-js reports it cancelled: by the client, or by its own deadline timer. */

@@ -9,7 +9,8 @@ export interface CallInit {
   readonly method: MethodDescriptor;
   /** `http`, `grpc` or `direct` (an in-process call). */
   readonly transport: string;
-  readonly metadata?: Metadata;
+  /** The request's metadata, or a function that builds it when a method first reads `ctx.metadata`. */
+  readonly metadata?: Metadata | (() => Metadata);
   /** Absolute deadline, in epoch milliseconds. */
   readonly deadline?: number;
   readonly requestId?: string;
@@ -39,11 +40,11 @@ export class CallContext {
 
   readonly method: MethodDescriptor;
   readonly transport: string;
-  readonly metadata: Metadata;
-  readonly requestId: string;
   readonly startedAt: number;
   /** @internal Where the pipeline keeps this call among those in flight; -1 when it is not. */
   slot = -1;
+  #metadata: Metadata | (() => Metadata) | undefined;
+  #requestId: string | undefined;
   #peer: string | (() => string | undefined) | undefined;
   #deadline: number | undefined;
   #appLog: Logger;
@@ -58,9 +59,9 @@ export class CallContext {
   constructor(init: CallInit, log: Logger) {
     this.method = init.method;
     this.transport = init.transport;
-    this.metadata = init.metadata ?? new Metadata();
+    this.#metadata = init.metadata;
     this.#deadline = init.deadline;
-    this.requestId = init.requestId ?? randomUUID();
+    this.#requestId = init.requestId;
     this.#peer = init.peer;
     this.startedAt = Date.now();
     this.#appLog = log;
@@ -73,6 +74,21 @@ export class CallContext {
    */
   get deadline(): number | undefined {
     return this.#deadline;
+  }
+
+  /** The request's metadata: HTTP headers, gRPC metadata. */
+  get metadata(): Metadata {
+    let metadata = this.#metadata;
+    if (metadata === undefined) metadata = new Metadata();
+    else if (typeof metadata === "function") metadata = metadata();
+    this.#metadata = metadata;
+    return metadata;
+  }
+
+  /** The caller's request id (`x-request-id`), or one made for the call when it is first read. */
+  get requestId(): string {
+    this.#requestId ??= randomUUID();
+    return this.#requestId;
   }
 
   /** The caller's address, when the transport knows it. */

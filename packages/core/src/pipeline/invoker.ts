@@ -88,49 +88,57 @@ export class Invoker {
       answered = true;
       done(reason);
     });
-    this.#run(handler, input, call).then(
-      (output) => {
-        if (answered || !handler.outputStream) {
-          clearTimeout(timer);
-          this.#settled(call);
-          // Aborted before it returned its stream: no one will read it, so close it (its finally runs).
-          if (answered && handler.outputStream && isAsyncIterable(output)) closeQuietly(call, output);
-          if (answered) return;
-          answered = true;
-          done(undefined, output);
-          return;
-        }
-        answered = true;
-        if (!isAsyncIterable(output)) {
-          clearTimeout(timer);
-          this.#settled(call);
-          done(this.#fault(notAStream(method), call));
-          return;
-        }
-        // A streaming call stays in flight, under its deadline, until its stream ends.
-        const stream = new CallStream(
-          call,
-          output,
-          (error) => this.#fault(error, call),
-          () => {
-            clearTimeout(timer);
-            this.#settled(call);
-          },
-        );
-        call.setAbortListener((reason) => stream.abort(reason));
-        done(undefined, stream);
-      },
-      (error: unknown) => {
+    const onOutput = (output: unknown) => {
+      if (answered || !handler.outputStream) {
         clearTimeout(timer);
         this.#settled(call);
+        // Aborted before it returned its stream: no one will read it, so close it (its finally runs).
+        if (answered && handler.outputStream && isAsyncIterable(output)) closeQuietly(call, output);
         if (answered) return;
         answered = true;
-        // A method that gives up because its call was aborted (deadline, shutdown) did what it should:
-        // the caller already has the abort reason, and its AbortError is no server fault to log.
-        if (call.abortReason !== undefined && isAbortError(error, call.abortReason)) done(call.abortReason);
-        else done(this.#fault(error, call));
-      },
-    );
+        done(undefined, output);
+        return;
+      }
+      answered = true;
+      if (!isAsyncIterable(output)) {
+        clearTimeout(timer);
+        this.#settled(call);
+        done(this.#fault(notAStream(method), call));
+        return;
+      }
+      // A streaming call stays in flight, under its deadline, until its stream ends.
+      const stream = new CallStream(
+        call,
+        output,
+        (error) => this.#fault(error, call),
+        () => {
+          clearTimeout(timer);
+          this.#settled(call);
+        },
+      );
+      call.setAbortListener((reason) => stream.abort(reason));
+      done(undefined, stream);
+    };
+    const onError = (error: unknown) => {
+      clearTimeout(timer);
+      this.#settled(call);
+      if (answered) return;
+      answered = true;
+      // A method that gives up because its call was aborted (deadline, shutdown) did what it should:
+      // the caller already has the abort reason, and its AbortError is no server fault to log.
+      if (call.abortReason !== undefined && isAbortError(error, call.abortReason)) done(call.abortReason);
+      else done(this.#fault(error, call));
+    };
+    // A method that returns a value (not a promise) is answered at once, without a turn of the event loop.
+    let result: unknown;
+    try {
+      result = this.#run(handler, input, call);
+    } catch (error) {
+      onError(error);
+      return;
+    }
+    if (isThenable(result)) result.then(onOutput, onError);
+    else onOutput(result);
   }
 
   /**
@@ -179,15 +187,14 @@ export class Invoker {
     if (active.length === 0) this.#idle?.();
   }
 
-  #run(handler: MethodHandler, input: unknown, call: CallContext): Promise<unknown> {
-    try {
-      if (callChannel.hasSubscribers) {
-        return runInCall(call, () => callChannel.tracePromise(() => execute(handler, input, call), { call }));
-      }
-      return runInCall(call, execute, handler, input, call);
-    } catch (error) {
-      return Promise.reject(error);
+  /** Runs the method in the call's context: its output, a promise of it, or a throw. */
+  #run(handler: MethodHandler, input: unknown, call: CallContext): unknown {
+    if (callChannel.hasSubscribers) {
+      return runInCall(call, () =>
+        callChannel.tracePromise(() => Promise.resolve(execute(handler, input, call)), { call }),
+      );
     }
+    return runInCall(call, execute, handler, input, call);
   }
 
   #fault(error: unknown, call: CallContext): GantryError {
@@ -202,11 +209,11 @@ export class Invoker {
   }
 }
 
-function execute(handler: MethodHandler, input: unknown, call: CallContext): Promise<unknown> {
+function execute(handler: MethodHandler, input: unknown, call: CallContext): unknown {
   const { method, instance } = handler;
   const fn = (instance as Record<string, (input: unknown, call: CallContext) => unknown>)[method.key];
   if (handler.guards.length === 0 && handler.interceptors.length === 0) {
-    return Promise.resolve(fn.call(instance, readInput(handler, input), call));
+    return fn.call(instance, readInput(handler, input), call);
   }
   return executeExtended(handler, fn, input, call);
 }
@@ -222,6 +229,10 @@ function readInput(handler: MethodHandler, input: unknown): unknown {
     );
   }
   return readStream(handler.method.input, input);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === "function";
 }
 
 function closeQuietly(call: CallContext, stream: AsyncIterable<unknown>): void {
