@@ -4,10 +4,24 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client, credentials, Metadata, type StatusObject, status } from "@grpc/grpc-js";
 import { grpcFrame, type H2loadResult, readH2load, runH2load } from "./h2load.js";
+import {
+  interleaved,
+  type MeasuredRun,
+  type Place,
+  printDiscarded,
+  type Ratio,
+  ratioLine,
+  ratioOf,
+  repLabel,
+  type Summary,
+  summarize,
+  summaryCells,
+  type Target,
+  verdictOf,
+} from "./measure.js";
 import { type CpuShares, measureCpu } from "./proc-cpu.js";
 import type { BenchOptions, Section } from "./section.js";
 import { type ServerExit, startServer } from "./server-process.js";
-import { median, type Spread, shuffled, spread } from "./stats.js";
 import { formatInteger, formatMs, formatPercent, formatTable } from "./table.js";
 import { toolVersion } from "./tools.js";
 
@@ -38,8 +52,6 @@ const STREAMS = 8;
 const WARMUP_CALLS_PER_SECOND = 25_000;
 /** A run counts only with the server this busy; below it, it was waiting (on h2load, or for its core). */
 const MIN_SERVER_CPU = 0.95;
-/** Runs per contender and repetition before giving up on a counted one (other tenants come and go). */
-const ATTEMPTS = 4;
 
 type ContenderId = "grpc-js" | "gantry";
 
@@ -66,7 +78,7 @@ const CONTENDERS: readonly Contender[] = [
 ];
 
 /** DESIGN.md, "Numbers we hold ourselves to": a decorated method >= 0.95x a hand-written grpc-js handler. */
-const TARGET = { name: "gantry / grpc-js", numerator: "gantry", denominator: "grpc-js", min: 0.95 } as const;
+const TARGET: Target = { name: "gantry / grpc-js", numerator: "gantry", denominator: "grpc-js", min: 0.95 } as const;
 
 const NAME = "gantry";
 /** HelloReply { message: "Hello, gantry." }, byte for byte: what every contender must answer. */
@@ -87,45 +99,13 @@ const CHECKS_OK = CHECKS.filter((check) => check.code === status.OK).length;
  */
 const ALLOWED_METADATA = new Set(["content-type", "grpc-accept-encoding", "grpc-encoding", "date"]);
 
-interface Run {
+interface Run extends MeasuredRun {
   readonly contender: ContenderId;
-  readonly rep: number;
-  /** 1 for the first run of this repetition, 2 and more for runs taken again after a discarded one. */
-  readonly attempt: number;
-  /** Where the contender ran in its repetition's shuffled order (1 = first). */
-  readonly position: number;
-  readonly requestsPerSec: number;
-  /** The server's CPU time per call, in microseconds (time the host took the core away is not in it). */
-  readonly cpuMicrosPerCall: number;
-  readonly p99Ms: number;
   /** Who used the cores during the measured window (1 = one core fully busy). */
   readonly cpu: CpuShares;
   readonly warmup: Omit<H2loadResult, "output">;
   readonly measured: H2loadResult;
   readonly server: ServerExit;
-  readonly counted: boolean;
-  readonly discardedBecause: readonly string[];
-}
-
-interface Summary {
-  readonly contender: ContenderId;
-  readonly label: string;
-  readonly counted: number;
-  readonly discarded: number;
-  readonly requestsPerSec: Spread | undefined;
-  readonly cpuMicrosPerCall: Spread | undefined;
-  readonly p99Ms: number;
-  readonly cpu: number;
-}
-
-interface Ratio {
-  readonly name: string;
-  /** Of the median calls/s: the figure the target is held to. */
-  readonly value: number;
-  /** The same ratio from the median CPU time per call (inverted: less time is faster). */
-  readonly byCpuTime: number;
-  readonly min: number;
-  readonly pass: boolean;
 }
 
 export const grpcSection: Section = {
@@ -144,23 +124,13 @@ async function runGrpc(options: BenchOptions): Promise<unknown> {
     const body = join(dir, "hello.bin");
     await writeFile(body, grpcFrame(stringField(1, NAME)));
     console.log(`\n== grpc: unary ${PATH} ==`);
-    const runs: Run[] = [];
-    for (let rep = 1; rep <= options.reps; rep++) {
-      let pending: readonly Contender[] = CONTENDERS;
-      // Contenders whose run was discarded run again (fresh processes, new order), a bounded number of times.
-      for (let attempt = 1; attempt <= ATTEMPTS && pending.length > 0; attempt++) {
-        const discarded: Contender[] = [];
-        for (const [index, contender] of shuffled(pending).entries()) {
-          const run = await runOnce(contender, { rep, attempt, position: index + 1, body, dir }, options);
-          runs.push(run);
-          logRun(run, options);
-          if (!run.counted) discarded.push(contender);
-        }
-        pending = discarded;
-      }
-    }
+    const runs = await interleaved(CONTENDERS, options.reps, async (contender, place) => {
+      const run = await runOnce(contender, { ...place, body, dir }, options);
+      logRun(run, options);
+      return run;
+    });
     const summaries = CONTENDERS.map((contender) => summarize(contender, runs));
-    const ratio = ratioOf(summaries);
+    const ratio = ratioOf(TARGET, summaries);
     printReport(options, summaries, ratio, runs);
     return {
       section: "grpc",
@@ -181,10 +151,7 @@ async function runGrpc(options: BenchOptions): Promise<unknown> {
   }
 }
 
-interface RunPlace {
-  readonly rep: number;
-  readonly attempt: number;
-  readonly position: number;
+interface RunPlace extends Place {
   /** The request body file, and the directory for h2load's log files. */
   readonly body: string;
   readonly dir: string;
@@ -233,7 +200,7 @@ async function runOnce(contender: Contender, place: RunPlace, options: BenchOpti
     attempt: place.attempt,
     position: place.position,
     requestsPerSec: measured.result.requestsPerSec,
-    cpuMicrosPerCall: (measured.cpu.serverSeconds * 1e6) / measured.result.succeeded,
+    cpuMicrosPerRequest: (measured.cpu.serverSeconds * 1e6) / measured.result.succeeded,
     p99Ms: measured.result.p99Ms,
     cpu: measured.cpu,
     warmup,
@@ -368,37 +335,13 @@ function varint(value: number): number[] {
   return out;
 }
 
-function summarize(contender: Contender, runs: readonly Run[]): Summary {
-  const mine = runs.filter((run) => run.contender === contender.id);
-  const counted = mine.filter((run) => run.counted);
-  return {
-    contender: contender.id,
-    label: contender.label,
-    counted: counted.length,
-    discarded: mine.length - counted.length,
-    requestsPerSec: counted.length === 0 ? undefined : spread(counted.map((run) => run.requestsPerSec)),
-    cpuMicrosPerCall: counted.length === 0 ? undefined : spread(counted.map((run) => run.cpuMicrosPerCall)),
-    p99Ms: median(counted.map((run) => run.p99Ms)),
-    cpu: median(counted.map((run) => run.cpu.server)),
-  };
-}
-
-function ratioOf(summaries: readonly Summary[]): Ratio {
-  const of = (id: ContenderId) => summaries.find((s) => s.contender === id);
-  const rate = (id: ContenderId) => of(id)?.requestsPerSec?.median ?? Number.NaN;
-  const time = (id: ContenderId) => of(id)?.cpuMicrosPerCall?.median ?? Number.NaN;
-  const value = rate(TARGET.numerator) / rate(TARGET.denominator);
-  const byCpuTime = time(TARGET.denominator) / time(TARGET.numerator);
-  return { name: TARGET.name, value, byCpuTime, min: TARGET.min, pass: value >= TARGET.min };
-}
-
 function logRun(run: Run, options: BenchOptions): void {
   const figures =
     `${formatInteger(run.requestsPerSec).padStart(7)} calls/s  p99 ${formatMs(run.p99Ms).padStart(9)}` +
-    `  CPU ${formatPercent(run.cpu.server).padStart(4)}  ${run.cpuMicrosPerCall.toFixed(1).padStart(5)} µs/call`;
-  const verdict = run.counted ? "counted" : `DISCARDED: ${run.discardedBecause.join("; ")}`;
-  const rep = `rep ${run.rep}/${options.reps}${run.attempt > 1 ? ` (run ${run.attempt})` : ""}`;
-  console.log(`  unary ${rep.padEnd(16)} ${run.contender.padEnd(8)}  ${figures}  ${verdict}`);
+    `  CPU ${formatPercent(run.cpu.server).padStart(4)}  ${run.cpuMicrosPerRequest.toFixed(1).padStart(5)} µs/call`;
+  console.log(
+    `  unary ${repLabel(run, options.reps).padEnd(16)} ${run.contender.padEnd(8)}  ${figures}  ${verdictOf(run)}`,
+  );
 }
 
 function printReport(options: BenchOptions, summaries: readonly Summary[], ratio: Ratio, runs: readonly Run[]): void {
@@ -407,35 +350,13 @@ function printReport(options: BenchOptions, summaries: readonly Summary[], ratio
       ` (after ${formatInteger(warmupCalls(options))} warm-up calls), ${options.reps} per contender;` +
       ` h2load -t1 -c${CONNECTIONS} -m${STREAMS} on core ${options.loadCore}, server on core ${options.serverCore}`,
   );
-  const rows = summaries.map((s) => [
-    s.label,
-    formatInteger(s.requestsPerSec?.median ?? Number.NaN),
-    s.requestsPerSec === undefined
-      ? "n/a"
-      : `${formatInteger(s.requestsPerSec.min)}–${formatInteger(s.requestsPerSec.max)}`,
-    s.cpuMicrosPerCall === undefined ? "n/a" : s.cpuMicrosPerCall.median.toFixed(1),
-    formatMs(s.p99Ms),
-    formatPercent(s.cpu),
-    `${s.counted}/${options.reps}`,
-    String(s.discarded),
-  ]);
+  const rows = summaries.map((s) => summaryCells(s, options.reps));
   const header = ["contender", "calls/s", "spread (min–max)", "µs CPU/call", "p99", "CPU", "counted", "discarded"];
   console.log(formatTable(header, rows, ["left", "right", "right", "right", "right", "right", "right", "right"]));
-  const verdict = Number.isNaN(ratio.value) ? "NO DATA" : ratio.pass ? "PASS" : "FAIL";
-  const value = Number.isNaN(ratio.value) ? "n/a" : ratio.value.toFixed(2);
-  const byTime = Number.isNaN(ratio.byCpuTime) ? "n/a" : ratio.byCpuTime.toFixed(2);
-  console.log(
-    `${ratio.name.padEnd(28)} ${value.padStart(5)}  (target >= ${ratio.min.toFixed(2)})  ${verdict.padEnd(7)}` +
-      `  by CPU time per call: ${byTime}`,
-  );
+  console.log(ratioLine(ratio, "call"));
   console.log(
     "p99: of the time from h2load sending a call to the end of its answer (the trailers), with" +
       ` ${CONNECTIONS * STREAMS} calls in flight; every counted run's OK replies (server) = succeeded calls (h2load)`,
   );
-  const discarded = runs.filter((run) => !run.counted);
-  if (discarded.length === 0) console.log("discarded runs: none");
-  for (const run of discarded) {
-    const taken = run.attempt > 1 ? ` (run ${run.attempt})` : "";
-    console.log(`discarded: ${run.contender} rep ${run.rep}${taken}: ${run.discardedBecause.join("; ")}`);
-  }
+  printDiscarded(runs);
 }

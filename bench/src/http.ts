@@ -3,10 +3,24 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
+import {
+  interleaved,
+  type MeasuredRun,
+  type Place,
+  printDiscarded,
+  type Ratio,
+  ratioLine,
+  ratioOf,
+  repLabel,
+  type Summary,
+  summarize,
+  summaryCells,
+  type Target,
+  verdictOf,
+} from "./measure.js";
 import { type CpuShares, measureCpu } from "./proc-cpu.js";
 import type { BenchOptions, Section } from "./section.js";
 import { type ServerExit, startServer } from "./server-process.js";
-import { median, type Spread, shuffled, spread } from "./stats.js";
 import { formatInteger, formatMs, formatPercent, formatTable } from "./table.js";
 import { toolVersion } from "./tools.js";
 import { postScript, runWrk, type WrkResult, wrkCommand } from "./wrk.js";
@@ -20,11 +34,6 @@ const SERVERS = fileURLToPath(new URL("./servers/", import.meta.url));
 const CONNECTIONS = 64;
 /** A run counts only with the server this busy; below it, it was waiting (on wrk, or for its core). */
 const MIN_SERVER_CPU = 0.95;
-/**
- * Runs per contender and repetition before giving up on a counted one. Other tenants of this machine
- * come and go; a discarded run is taken again rather than leaving the median to fewer runs.
- */
-const ATTEMPTS = 4;
 
 type ContenderId = "raw-node" | "express" | "gantry-fast" | "gantry-express";
 
@@ -100,64 +109,24 @@ const SCENARIOS: readonly Scenario[] = [
   },
 ];
 
-interface Target {
-  readonly name: string;
-  readonly numerator: ContenderId;
-  readonly denominator: ContenderId;
-  readonly min: number;
-}
-
 /** DESIGN.md, "Numbers we hold ourselves to". */
-const TARGETS: readonly Target[] = [
+const TARGETS: readonly (Target & { numerator: ContenderId; denominator: ContenderId })[] = [
   { name: "gantry-express / express", numerator: "gantry-express", denominator: "express", min: 0.95 },
   { name: "gantry-fast / raw node:http", numerator: "gantry-fast", denominator: "raw-node", min: 0.8 },
 ];
 
-interface Run {
+interface Run extends MeasuredRun {
   readonly contender: ContenderId;
-  readonly rep: number;
-  /** 1 for the first run of this repetition, 2 and more for runs taken again after a discarded one. */
-  readonly attempt: number;
-  /** Where the contender ran in its repetition's shuffled order (1 = first). */
-  readonly position: number;
-  readonly requestsPerSec: number;
-  /**
-   * The server's own CPU time per request, in microseconds. Unlike req/s it does not move when the
-   * host takes the core away for a while (time the server did not run is not counted).
-   */
-  readonly cpuMicrosPerRequest: number;
-  readonly p99Ms: number;
   /** Who used the cores during the measured window (1 = one core fully busy). */
   readonly cpu: CpuShares;
   readonly warmup: Omit<WrkResult, "output">;
   readonly measured: WrkResult;
   readonly server: ServerExit;
-  readonly counted: boolean;
-  readonly discardedBecause: readonly string[];
 }
 
-interface Summary {
-  readonly contender: ContenderId;
-  readonly label: string;
-  /** Runs that counted, and runs taken but discarded. */
-  readonly counted: number;
-  readonly discarded: number;
-  readonly requestsPerSec: Spread | undefined;
-  readonly cpuMicrosPerRequest: Spread | undefined;
-  readonly p99Ms: number;
-  readonly cpu: number;
+interface HttpSummary extends Summary {
   /** The serving path the server's stats show (Gantry only). */
   readonly path: string;
-}
-
-interface Ratio {
-  readonly name: string;
-  /** Of the median req/s: the figure the target is held to. */
-  readonly value: number;
-  /** The same ratio from the median CPU time per request (inverted: less time is faster). */
-  readonly byCpuTime: number;
-  readonly min: number;
-  readonly pass: boolean;
 }
 
 export const httpSection: Section = {
@@ -202,32 +171,21 @@ async function runScenario(scenario: Scenario, options: BenchOptions, scripts: s
     script = join(scripts, `${scenario.id}.lua`);
     await writeFile(script, postScript(scenario.body));
   }
-  const runs: Run[] = [];
-  for (let rep = 1; rep <= options.reps; rep++) {
-    let pending: readonly Contender[] = CONTENDERS;
-    // Contenders whose run was discarded run again (fresh processes, new order), a bounded number of times.
-    for (let attempt = 1; attempt <= ATTEMPTS && pending.length > 0; attempt++) {
-      const order = shuffled(pending);
-      const discarded: Contender[] = [];
-      for (const [index, contender] of order.entries()) {
-        const run = await runOnce(scenario, contender, { rep, attempt, position: index + 1, script }, options);
-        runs.push(run);
-        logRun(scenario, run, options);
-        if (!run.counted) discarded.push(contender);
-      }
-      pending = discarded;
-    }
-  }
-  const summaries = CONTENDERS.map((contender) => summarize(contender, runs));
-  const ratios = TARGETS.map((target) => ratio(target, summaries));
+  const runs = await interleaved(CONTENDERS, options.reps, async (contender, place) => {
+    const run = await runOnce(scenario, contender, { ...place, script }, options);
+    logRun(scenario, run, options);
+    return run;
+  });
+  const summaries: HttpSummary[] = CONTENDERS.map((contender) => ({
+    ...summarize(contender, runs),
+    path: servedPath(runs.filter((run) => run.contender === contender.id && run.counted)),
+  }));
+  const ratios = TARGETS.map((target) => ratioOf(target, summaries));
   printReport(scenario, options, summaries, ratios, runs);
   return { id: scenario.id, title: scenario.title, contenders: summaries, ratios, runs };
 }
 
-interface RunPlace {
-  readonly rep: number;
-  readonly attempt: number;
-  readonly position: number;
+interface RunPlace extends Place {
   readonly script: string | undefined;
 }
 
@@ -352,22 +310,6 @@ function send(url: string, scenario: Scenario, body: string | undefined): Promis
   return fetch(url, { method: scenario.method, headers, body });
 }
 
-function summarize(contender: Contender, runs: readonly Run[]): Summary {
-  const mine = runs.filter((run) => run.contender === contender.id);
-  const counted = mine.filter((run) => run.counted);
-  return {
-    contender: contender.id,
-    label: contender.label,
-    counted: counted.length,
-    discarded: mine.length - counted.length,
-    requestsPerSec: counted.length === 0 ? undefined : spread(counted.map((run) => run.requestsPerSec)),
-    cpuMicrosPerRequest: counted.length === 0 ? undefined : spread(counted.map((run) => run.cpuMicrosPerRequest)),
-    p99Ms: median(counted.map((run) => run.p99Ms)),
-    cpu: median(counted.map((run) => run.cpu.server)),
-    path: servedPath(counted),
-  };
-}
-
 /** Which path the server's stats say served Gantry routes, over the counted runs. */
 function servedPath(runs: readonly Run[]): string {
   const paths = new Set<string>();
@@ -379,28 +321,19 @@ function servedPath(runs: readonly Run[]): string {
   return paths.size === 0 ? "-" : [...paths].join("+");
 }
 
-function ratio(target: Target, summaries: readonly Summary[]): Ratio {
-  const of = (id: ContenderId) => summaries.find((s) => s.contender === id);
-  const rate = (id: ContenderId) => of(id)?.requestsPerSec?.median ?? Number.NaN;
-  const time = (id: ContenderId) => of(id)?.cpuMicrosPerRequest?.median ?? Number.NaN;
-  const value = rate(target.numerator) / rate(target.denominator);
-  const byCpuTime = time(target.denominator) / time(target.numerator);
-  return { name: target.name, value, byCpuTime, min: target.min, pass: value >= target.min };
-}
-
 function logRun(scenario: Scenario, run: Run, options: BenchOptions): void {
   const figures =
     `${formatInteger(run.requestsPerSec).padStart(7)} req/s  p99 ${formatMs(run.p99Ms).padStart(9)}` +
     `  CPU ${formatPercent(run.cpu.server).padStart(4)}`;
-  const verdict = run.counted ? "counted" : `DISCARDED: ${run.discardedBecause.join("; ")}`;
-  const rep = `rep ${run.rep}/${options.reps}${run.attempt > 1 ? ` (run ${run.attempt})` : ""}`;
-  console.log(`  ${scenario.id} ${rep.padEnd(16)} ${run.contender.padEnd(14)}  ${figures}  ${verdict}`);
+  console.log(
+    `  ${scenario.id} ${repLabel(run, options.reps).padEnd(16)} ${run.contender.padEnd(14)}  ${figures}  ${verdictOf(run)}`,
+  );
 }
 
 function printReport(
   scenario: Scenario,
   options: BenchOptions,
-  summaries: readonly Summary[],
+  summaries: readonly HttpSummary[],
   ratios: readonly Ratio[],
   runs: readonly Run[],
 ): void {
@@ -408,36 +341,11 @@ function printReport(
     `\n${scenario.title}: medians of the counted runs of ${options.durationS} s (after a ${options.warmupS} s warm-up),` +
       ` ${options.reps} per contender; wrk -t1 -c${CONNECTIONS} on core ${options.loadCore}, server on core ${options.serverCore}`,
   );
-  const rows = summaries.map((s) => [
-    s.label,
-    formatInteger(s.requestsPerSec?.median ?? Number.NaN),
-    s.requestsPerSec === undefined
-      ? "n/a"
-      : `${formatInteger(s.requestsPerSec.min)}–${formatInteger(s.requestsPerSec.max)}`,
-    s.cpuMicrosPerRequest === undefined ? "n/a" : s.cpuMicrosPerRequest.median.toFixed(1),
-    formatMs(s.p99Ms),
-    formatPercent(s.cpu),
-    `${s.counted}/${options.reps}`,
-    String(s.discarded),
-    s.path,
-  ]);
+  const rows = summaries.map((s) => [...summaryCells(s, options.reps), s.path]);
   const header = ["contender", "req/s", "spread (min–max)", "µs CPU/req", "p99", "CPU", "counted", "discarded", "path"];
   console.log(
     formatTable(header, rows, ["left", "right", "right", "right", "right", "right", "right", "right", "left"]),
   );
-  for (const r of ratios) {
-    const verdict = Number.isNaN(r.value) ? "NO DATA" : r.pass ? "PASS" : "FAIL";
-    const value = Number.isNaN(r.value) ? "n/a" : r.value.toFixed(2);
-    const byTime = Number.isNaN(r.byCpuTime) ? "n/a" : r.byCpuTime.toFixed(2);
-    console.log(
-      `${r.name.padEnd(28)} ${value.padStart(5)}  (target >= ${r.min.toFixed(2)})  ${verdict.padEnd(7)}` +
-        `  by CPU time per request: ${byTime}`,
-    );
-  }
-  const discarded = runs.filter((run) => !run.counted);
-  if (discarded.length === 0) console.log("discarded runs: none");
-  for (const run of discarded) {
-    const taken = run.attempt > 1 ? ` (run ${run.attempt})` : "";
-    console.log(`discarded: ${run.contender} rep ${run.rep}${taken}: ${run.discardedBecause.join("; ")}`);
-  }
+  for (const r of ratios) console.log(ratioLine(r, "request"));
+  printDiscarded(runs);
 }
