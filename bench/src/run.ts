@@ -22,15 +22,20 @@ const RESULTS_DIR = fileURLToPath(new URL("../../.bench/", import.meta.url));
 
 const USAGE = `usage: pnpm bench [--only ${SECTIONS.map((s) => s.name).join(",")}] [--reps N] [--duration S]`;
 
+const FLAGS = {
+  only: { type: "string" },
+  reps: { type: "string", default: "3" },
+  duration: { type: "string", default: "5" },
+  help: { type: "boolean", default: false },
+} as const;
+
 function readOptions(): { options: BenchOptions; sections: Section[] } {
-  const { values } = parseArgs({
-    options: {
-      only: { type: "string" },
-      reps: { type: "string", default: "3" },
-      duration: { type: "string", default: "5" },
-      help: { type: "boolean", default: false },
-    },
-  });
+  let values: ReturnType<typeof parseArgs<{ options: typeof FLAGS }>>["values"];
+  try {
+    ({ values } = parseArgs({ options: FLAGS }));
+  } catch (error) {
+    exit(`${(error as Error).message}\n${USAGE}`);
+  }
   if (values.help) {
     console.log(USAGE);
     for (const section of SECTIONS) console.log(`  ${section.name.padEnd(10)} ${section.description}`);
