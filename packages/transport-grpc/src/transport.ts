@@ -23,6 +23,7 @@ import {
   type ServerUnaryCall,
   type ServerWritableStream,
   type ServiceDefinition,
+  type StatusObject,
   type sendUnaryData,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
@@ -150,18 +151,63 @@ export class GrpcTransport implements Transport {
     clearTimeout(timer);
   }
 
+  /**
+   * The grpc-js handler of a method. Its four kinds differ in two ways only: whether the input is one
+   * message or the client's stream, and whether the answer is one message (the unary callback) or a
+   * stream written to the call.
+   */
   #handler(method: MethodDescriptor) {
-    switch (method.stream) {
-      case "unary":
-        return (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) =>
-          this.#unary(method, call, callback);
-      case "client":
-        return (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) =>
-          this.#clientStream(method, call, callback);
-      case "server":
-        return (call: ServerWritableStream<Buffer, Buffer>) => this.#serverStream(method, call);
-      case "bidi":
-        return (call: ServerDuplexStream<Buffer, Buffer>) => this.#bidi(method, call);
+    const inputStream = method.stream === "client" || method.stream === "bidi";
+    const input = inputStream
+      ? (call: AnyCall, context: CallContext) => decodeStream(method.input, call as Readable, context.signal)
+      : (call: AnyCall) => decodeMessage(method.input, (call as ServerUnaryCall<Buffer, Buffer>).request);
+    if (method.stream === "server" || method.stream === "bidi") {
+      return (call: ServerWritableStream<Buffer, Buffer> | ServerDuplexStream<Buffer, Buffer>) =>
+        this.#serve(
+          method,
+          call,
+          true,
+          input,
+          (context, error, output) => stream(method, call, context, error, output as CallStream | undefined),
+          (status) => call.emit("error", status),
+        );
+    }
+    return (
+      call: ServerUnaryCall<Buffer, Buffer> | ServerReadableStream<Buffer, Buffer>,
+      callback: sendUnaryData<Buffer>,
+    ) =>
+      this.#serve(
+        method,
+        call,
+        inputStream,
+        input,
+        (context, error, output) => reply(method, call, context, callback, error, output),
+        callback,
+      );
+  }
+
+  /**
+   * One call: its context (watched for cancels at once when it streams, else only if the method looks
+   * at its signal), its decoded input, the pipeline, then `answer`. A call that cannot even start
+   * (malformed bytes, say) fails with `fail`.
+   */
+  #serve(
+    method: MethodDescriptor,
+    call: AnyCall,
+    watchNow: boolean,
+    input: (call: AnyCall, context: CallContext) => unknown,
+    answer: (context: CallContext, error: GantryError | undefined, output: unknown) => void,
+    fail: (status: StatusObject) => void,
+  ): void {
+    let context: CallContext | undefined;
+    try {
+      context = this.#createCall(method, call, watchNow);
+      const running = context;
+      (this.#host as TransportHost).dispatch(method, input(call, running), running, (error, output) =>
+        answer(running, error, output),
+      );
+    } catch (error) {
+      fail(statusOf(error, context, false));
     }
   }
 
@@ -180,66 +226,6 @@ export class GrpcTransport implements Transport {
     if (watchNow) watchCancel(call, context);
     this.stats.calls++;
     return context;
-  }
-
-  #unary(method: MethodDescriptor, call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) {
-    let context: CallContext | undefined;
-    try {
-      context = this.#createCall(method, call, false);
-      const input = decodeMessage(method.input, call.request);
-      const running = context;
-      (this.#host as TransportHost).dispatch(method, input, running, (error, output) =>
-        reply(method, call, running, callback, error, output),
-      );
-    } catch (error) {
-      callback(statusOf(error, context, false));
-    }
-  }
-
-  #clientStream(method: MethodDescriptor, call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) {
-    let context: CallContext | undefined;
-    try {
-      context = this.#createCall(method, call, true);
-      const running = context;
-      (this.#host as TransportHost).dispatch(
-        method,
-        decodeStream(method.input, call, running.signal),
-        running,
-        (error, output) => reply(method, call, running, callback, error, output),
-      );
-    } catch (error) {
-      callback(statusOf(error, context, false));
-    }
-  }
-
-  #serverStream(method: MethodDescriptor, call: ServerWritableStream<Buffer, Buffer>) {
-    let context: CallContext | undefined;
-    try {
-      context = this.#createCall(method, call, true);
-      const input = decodeMessage(method.input, call.request);
-      const running = context;
-      (this.#host as TransportHost).dispatch(method, input, running, (error, output) =>
-        stream(method, call, running, error, output as CallStream),
-      );
-    } catch (error) {
-      call.emit("error", statusOf(error, context, false));
-    }
-  }
-
-  #bidi(method: MethodDescriptor, call: ServerDuplexStream<Buffer, Buffer>) {
-    let context: CallContext | undefined;
-    try {
-      context = this.#createCall(method, call, true);
-      const running = context;
-      (this.#host as TransportHost).dispatch(
-        method,
-        decodeStream(method.input, call, running.signal),
-        running,
-        (error, output) => stream(method, call, running, error, output as CallStream),
-      );
-    } catch (error) {
-      call.emit("error", statusOf(error, context, false));
-    }
   }
 }
 
