@@ -2,14 +2,11 @@ import {
   type Constructor,
   describeMessage,
   describeService,
-  Field,
-  Message,
   type MessageDescriptor,
   readMessage,
-  registerEnum,
   writeMessage,
 } from "@gantry/core";
-import { decodeMessage, encodeMessage } from "@gantry/transport-grpc";
+import { decodeMessage, encodeMessage, HealthCheckRequest, HealthCheckResponse } from "@gantry/transport-grpc";
 import { type Client, Metadata } from "@grpc/grpc-js";
 
 /** What a unary gRPC call needs: the method's path and its two message types. */
@@ -45,25 +42,7 @@ export function unary(client: Client, method: UnaryMethod, input: unknown): Prom
   });
 }
 
-// grpc.health.v1.Health/Check, declared here as grpc/health/v1/health.proto declares it.
-
-enum ServingStatus {
-  UNKNOWN = 0,
-  SERVING = 1,
-  NOT_SERVING = 2,
-  SERVICE_UNKNOWN = 3,
-}
-registerEnum(ServingStatus, "ServingStatus");
-
-@Message({ name: "HealthCheckRequest" })
-class HealthCheckRequest {
-  @Field(1) service!: string;
-}
-
-@Message({ name: "HealthCheckResponse" })
-class HealthCheckResponse {
-  @Field(1, { enum: ServingStatus }) status!: ServingStatus;
-}
+// grpc.health.v1.Health/Check, with the messages the transport serves it with.
 
 export const HEALTH_CHECK: UnaryMethod = {
   path: "/grpc.health.v1.Health/Check",

@@ -12,6 +12,7 @@ import { decodeMessage, encodeMessage } from "./codec.js";
 import { grpcErrors } from "./errors.js";
 import { toStatusObject } from "./wire/status.js";
 
+/** grpc.health.v1.HealthCheckResponse.ServingStatus */
 export enum ServingStatus {
   UNKNOWN = 0,
   SERVING = 1,
@@ -20,13 +21,15 @@ export enum ServingStatus {
 }
 registerEnum(ServingStatus, "ServingStatus");
 
+/** grpc.health.v1.HealthCheckRequest: the service to check by full name, or "" for the server. */
 @Message({ name: "HealthCheckRequest" })
-class HealthCheckRequest {
+export class HealthCheckRequest {
   @Field(1) service!: string;
 }
 
+/** grpc.health.v1.HealthCheckResponse, for clients of the health service (probes, tests). */
 @Message({ name: "HealthCheckResponse" })
-class HealthCheckResponse {
+export class HealthCheckResponse {
   @Field(1, { enum: ServingStatus }) status!: ServingStatus;
 }
 

@@ -1,6 +1,7 @@
 export { decodeMessage, encodeMessage } from "./codec.js";
 export { type GrpcTlsOptions, type GrpcTransportOptions, grpcConfigSchema } from "./config.js";
 export { grpcErrors } from "./errors.js";
+export { HEALTH_SERVICE, HealthCheckRequest, HealthCheckResponse, ServingStatus } from "./health.js";
 export { type DescriptorSet, descriptorSet, fileDescriptors } from "./proto/descriptor.js";
 export { generateProto, type ProtoFile } from "./proto/generate.js";
 export { protoFilePath } from "./proto/model.js";
