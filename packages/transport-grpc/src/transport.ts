@@ -405,12 +405,20 @@ async function stream(
     for await (const item of output) {
       sendHeaders();
       if (call.cancelled || call.destroyed) break;
-      if (!call.write(encodeMessage(method.output, item))) await writable(call, context.signal);
+      let bytes: Buffer;
+      try {
+        bytes = encodeMessage(method.output, item);
+      } catch (encodeError) {
+        call.emit("error", statusOf(encodeError, context, false, trailers()));
+        return;
+      }
+      if (!call.write(bytes)) await writable(call, context.signal);
     }
     sendHeaders();
     if (!call.cancelled) call.end(trailers());
   } catch (streamError) {
-    if (!call.cancelled) call.emit("error", statusOf(streamError, context, !isEncodeError(streamError), trailers()));
+    // The stream's own errors were logged by the pipeline.
+    if (!call.cancelled) call.emit("error", statusOf(streamError, context, true, trailers()));
   } finally {
     await output.return();
   }
@@ -423,8 +431,4 @@ function sentKeys(context: CallContext): ReadonlySet<string> {
   for (const [key, values] of context.responseMetadata.entries())
     for (const value of values) sent.add(`${key}\n${value}`);
   return sent;
-}
-
-function isEncodeError(error: unknown): boolean {
-  return (error as GantryError | undefined)?.code === "GANTRY_ERR_BAD_OUTPUT";
 }

@@ -66,6 +66,17 @@ export class StreamService {
     throw new Error("stream broke");
   }
 
+  /** Server streaming whose second message cannot be encoded (a string in an int32 field). */
+  @Method({ output: Num, stream: "server" })
+  async *badSecond(request: CountRequest): AsyncGenerator<Num> {
+    try {
+      yield { value: 1 };
+      yield { value: "two" as unknown as number };
+    } finally {
+      streamProbe.finished.add(request.key);
+    }
+  }
+
   /** Server streaming that waits, following its signal, and never yields: for deadlines and cancels. */
   @Method({ output: Num, stream: "server", timeoutMs: 300 })
   async *waitForever(request: CountRequest, call: CallContext): AsyncGenerator<Num> {

@@ -113,6 +113,20 @@ describe("server streaming", () => {
     expect(error).toMatchObject({ status: "INTERNAL", code: "GANTRY_ERR_INTERNAL", message: "internal error" });
   });
 
+  test("a message that cannot be encoded ends the stream with INTERNAL, and closes the method", async () => {
+    const items: unknown[] = [];
+    const error = await (async () => {
+      try {
+        for await (const item of serverStream("BadSecond", { key: "bad-output" })) items.push(item);
+      } catch (caught) {
+        return failureOf(caught as ServiceError);
+      }
+    })();
+    expect(items).toEqual([{ value: 1 }]);
+    expect(error).toMatchObject({ status: "INTERNAL", code: "GANTRY_ERR_BAD_OUTPUT" });
+    await eventually(() => streamProbe.finished.has("bad-output"));
+  });
+
   test("invalid input fails before the first message with INVALID_ARGUMENT", async () => {
     const error = await (async () => {
       try {
