@@ -52,7 +52,7 @@ export {
   statusFromHttp,
 } from "./errors/status.js";
 export { type CoreErrorCode, coreErrors, toGantryError } from "./errors/table.js";
-export { LOGGER, type Logger, type LoggerOptions, type LogLevel } from "./logger.js";
+export { createLogger, LOGGER, type Logger, type LoggerOptions, type LogLevel } from "./logger.js";
 export {
   type EnumObject,
   Field,

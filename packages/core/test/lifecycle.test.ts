@@ -18,12 +18,21 @@ import {
   Service,
 } from "../src/index.js";
 import type { Registrar, ServiceInstance } from "../src/registry/index.js";
+import { discoveryOf } from "../src/testing/index.js";
 import type { Endpoint, Transport, TransportHost } from "../src/transport/index.js";
 import { rejected, signal } from "./helpers.js";
 
 @Message()
 class Reply {
   @Field(1) message!: string;
+}
+
+@Service({ package: "registered", version: "v1" })
+class RegisteredService {
+  @Method()
+  ping(): Reply {
+    return { message: "pong" };
+  }
 }
 
 /** Every app a test creates is closed after it, whatever happened. */
@@ -197,21 +206,23 @@ describe("start and stop hooks", () => {
     const cause = new Error("registry down");
     const app = track(
       createApp({
-        services: [],
+        services: [RegisteredService],
         providers: [{ provide: createToken("thing"), useValue: 1, onStop: () => void events.push("onStop") }],
         transports: [fakeTransport((event) => events.push(event))],
-        registrar: {
-          register: async () => {
-            throw cause;
+        discovery: discoveryOf({
+          registrar: {
+            register: async () => {
+              throw cause;
+            },
+            deregister: async () => void events.push("deregister"),
           },
-          deregister: async () => void events.push("deregister"),
-          close: async () => void events.push("registrar close"),
-        },
+          close: async () => void events.push("registry close"),
+        }),
         logger: { level: "silent" },
       }),
     );
     await expect(app.start({ env: {} })).rejects.toBe(cause);
-    expect(events).toEqual(["listen", "transport close", "registrar close", "onStop"]);
+    expect(events).toEqual(["listen", "transport close", "registry close", "onStop"]);
     expect(app.state).toBe("closed");
   });
 });
@@ -388,9 +399,6 @@ describe("shutdown", () => {
         times.set("deregister", performance.now());
         record(`deregister (state ${app.state}, ready ${app.ready})`);
       },
-      async close() {
-        record("registrar close");
-      },
     };
     const transport = fakeTransport(record, {
       drain: () => {
@@ -412,7 +420,7 @@ describe("shutdown", () => {
           { provide: B, useFactory: (a: string) => `${a}b`, inject: [A], onStop: () => void record("B.onStop") },
         ],
         transports: [transport],
-        registrar,
+        discovery: discoveryOf({ registrar, close: async () => void record("registry close") }),
         shutdown: { propagationDelayMs: 50 },
         logger: { level: "silent" },
       }),
@@ -434,6 +442,7 @@ describe("shutdown", () => {
         version: "1.4.2",
         endpoints: { fake: "fake://127.0.0.1:1" },
         metadata: {},
+        registeredAt: expect.any(Number),
       },
     ]);
 
@@ -459,7 +468,7 @@ describe("shutdown", () => {
       "slow call returns",
       "transport close",
       "clients",
-      "registrar close",
+      "registry close",
       "B.onStop",
       "A.onStop",
       "telemetry",
@@ -475,14 +484,15 @@ describe("shutdown", () => {
     app = track(
       createApp({
         services: [SlowService],
-        registrar: {
-          register: async () => undefined,
-          deregister: async () => {
-            // Clients have not yet seen the deregistration: their calls must still succeed.
-            served.resolve(await app.call(app.method(SlowService, "fast"), {}));
+        discovery: discoveryOf({
+          registrar: {
+            register: async () => undefined,
+            deregister: async () => {
+              // Clients have not yet seen the deregistration: their calls must still succeed.
+              served.resolve(await app.call(app.method(SlowService, "fast"), {}));
+            },
           },
-          close: async () => undefined,
-        },
+        }),
         shutdown: { propagationDelayMs: 20 },
         logger: { level: "silent" },
       }),

@@ -11,7 +11,7 @@ import {
   type MethodDescriptor,
   toGantryError,
 } from "@gantry/core";
-import { advertisedHost, type Endpoint, endpointUrl, type Transport, type TransportHost } from "@gantry/core/transport";
+import { type Endpoint, endpointUrl, type Transport, type TransportHost } from "@gantry/core/transport";
 import {
   type ChannelOptions,
   type Deadline,
@@ -119,7 +119,7 @@ export class GrpcTransport implements Transport {
     });
     this.#server = server;
     this.#address = `${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-    const advertised = advertisedHost(config.host);
+    const advertised = host.advertise(config.host);
     const scheme = credentials._isSecure() ? "grpcs" : "grpc";
     return [{ transport: "grpc", url: endpointUrl(scheme, advertised, port), host: advertised, port }];
   }

@@ -15,7 +15,7 @@ import {
   toGantryError,
   writeMessage,
 } from "@gantry/core";
-import { advertisedHost, type Endpoint, endpointUrl, type Transport, type TransportHost } from "@gantry/core/transport";
+import { type Endpoint, endpointUrl, type Transport, type TransportHost } from "@gantry/core/transport";
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from "express";
 import { type HttpConfig, type HttpTransportOptions, httpConfigSchema } from "./config.js";
 import { corsHeaders, preflightHeaders } from "./cors.js";
@@ -129,7 +129,7 @@ export class HttpTransport implements Transport {
     });
     this.#closed = new Promise((resolve) => server.once("close", resolve));
     const port = (server.address() as AddressInfo).port;
-    const advertised = advertisedHost(config.host);
+    const advertised = host.advertise(config.host);
     return [{ transport: "http", url: endpointUrl("http", advertised, port), host: advertised, port }];
   }
 
@@ -417,5 +417,3 @@ function logAccess(host: TransportHost, req: IncomingMessage, res: ServerRespons
     );
   });
 }
-
-/** The address to advertise for a listening host: never 0.0.0.0 or ::. */

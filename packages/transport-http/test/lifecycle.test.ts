@@ -1,5 +1,6 @@
 import { Agent, request } from "node:http";
 import type { Registrar } from "@gantry/core/registry";
+import { discoveryOf } from "@gantry/core/testing";
 import { afterEach, describe, expect, test } from "vitest";
 import { json, type Served, serve } from "./fixtures.js";
 
@@ -69,9 +70,8 @@ describe("the HTTP transport through the app's lifecycle", () => {
         await gate;
       },
       deregister: async () => undefined,
-      close: async () => undefined,
     };
-    const starting = serve({}, { registrar });
+    const starting = serve({}, { discovery: discoveryOf({ registrar }) });
     const url = await address;
     const notReady = await fetch(`${url}/readyz`);
     expect(notReady.status).toBe(503);

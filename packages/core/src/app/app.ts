@@ -14,10 +14,10 @@ import type { Constructor } from "../metadata.js";
 import { Invoker, type MethodHandler } from "../pipeline/invoker.js";
 import type { CallStream } from "../pipeline/streams.js";
 import type { Guard, GuardRef, Interceptor, InterceptorRef } from "../pipeline/types.js";
-import type { Registrar, ServiceInstance } from "../registry/index.js";
+import { type Discovery, REGISTRY, type Registry, type ServiceInstance } from "../registry/index.js";
 import type { ClientCallOptions } from "../service/client-types.js";
 import { checkRoutes, describeService, type MethodDescriptor, type ServiceDescriptor } from "../service/descriptor.js";
-import type { Endpoint, Transport, TransportHost } from "../transport/index.js";
+import { advertisedHost, type Endpoint, type Transport, type TransportHost } from "../transport/index.js";
 import { type CoreConfigValues, coreConfigSchema } from "./config.js";
 import type { AppState } from "./state.js";
 
@@ -34,8 +34,13 @@ export interface AppOptions {
   /** Guards and interceptors for every method of every service. */
   guards?: readonly GuardRef[];
   interceptors?: readonly InterceptorRef[];
-  /** Where the app registers its services once it listens. */
-  registrar?: Registrar;
+  /**
+   * Where the app registers its services once it listens, and where its clients find others:
+   * `discovery()` from `@gantry/discovery` (`GANTRY_REGISTRY`, `local://` by default).
+   */
+  discovery?: Discovery;
+  /** Metadata every registered instance of this app carries. */
+  metadata?: Readonly<Record<string, string>>;
   logger?: LoggerOptions;
   /** Defaults for the `limits.*` and `shutdown.*` config keys. */
   maxConcurrentCalls?: number;
@@ -85,6 +90,8 @@ export class GantryApp {
   #config: ReadonlyMap<ConfigSchema<unknown>, unknown> = new Map();
   #core: CoreConfigValues | undefined;
   #endpoints: Endpoint[] = [];
+  #registry: Registry | undefined;
+  #registration: AbortController | undefined;
   #listening: Transport[] = [];
   #starting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -99,7 +106,10 @@ export class GantryApp {
     return this.#state;
   }
 
-  /** True once the transports listen and the first registration succeeded, until shutdown begins. */
+  /**
+   * True once the transports listen and the first registration succeeded, until shutdown begins. A
+   * later registry outage does not change it.
+   */
   get ready(): boolean {
     return this.#state === "ready";
   }
@@ -110,6 +120,11 @@ export class GantryApp {
 
   get services(): readonly ServiceDescriptor[] {
     return this.#services;
+  }
+
+  /** The open registry, after start, if the app has discovery. */
+  get registry(): Registry | undefined {
+    return this.#registry;
   }
 
   get log(): Logger {
@@ -201,6 +216,7 @@ export class GantryApp {
     const schemas = [
       coreSchema,
       ...transports.flatMap((t) => (t.config === undefined ? [] : [t.config])),
+      ...(appOptions.discovery?.config === undefined ? [] : [appOptions.discovery.config]),
       ...(appOptions.config ?? []),
     ];
     const loaded = loadConfig(schemas, { file: options.file, env: options.env ?? process.env, flags: options.flags });
@@ -215,9 +231,18 @@ export class GantryApp {
     checkServices(services);
     this.#services = services;
 
+    if (appOptions.discovery !== undefined) {
+      this.#registry = await appOptions.discovery.open({
+        app: { name: this.name, version: this.version },
+        log,
+        config: (schema) => this.config(schema),
+      });
+    }
+
     const container = new AppContainer();
     this.#container = container;
     container.provide({ provide: LOGGER, useValue: log }, "logger");
+    if (this.#registry !== undefined) container.provide({ provide: REGISTRY, useValue: this.#registry }, "registry");
     for (const schema of schemas)
       container.provide({ provide: schema.token, useValue: loaded.values.get(schema) }, schema.name);
     for (const [index, provider] of (appOptions.providers ?? []).entries()) container.provide(provider, String(index));
@@ -258,7 +283,7 @@ export class GantryApp {
       this.#listening.push(transport);
       this.#endpoints.push(...(await transport.listen(host)));
     }
-    if (appOptions.registrar !== undefined) await appOptions.registrar.register(this.#instances());
+    await this.#register(core.registration.timeout);
     this.#setState("ready");
     log.info(
       { endpoints: this.#endpoints.map((e) => e.url), services: services.map((s) => s.fullName) },
@@ -277,7 +302,7 @@ export class GantryApp {
     const core = this.#core as CoreConfigValues;
     this.#setState("draining");
     log.info(`${this.name} is shutting down`);
-    const registrar = this.options.registrar;
+    const registrar = this.#registry?.registrar;
     if (registrar !== undefined) await this.#step("deregister", () => registrar.deregister());
     if (core.shutdown.propagationDelay > 0) await sleep(core.shutdown.propagationDelay);
     for (const transport of this.#listening) await this.#step(`drain ${transport.kind}`, () => transport.drain());
@@ -291,15 +316,16 @@ export class GantryApp {
   }
 
   /**
-   * Closes what start opened, in reverse: transports, outbound clients, the registrar, the stop hooks
+   * Closes what start opened, in reverse: transports, outbound clients, the registry, the stop hooks
    * of everything DI built (also when start failed part way), telemetry.
    */
   async #teardown(): Promise<void> {
     for (const transport of this.#listening.splice(0).reverse())
       await this.#step(`close ${transport.kind}`, () => transport.close());
     for (const hook of this.#shutdownHooks.clients) await this.#step("close clients", hook);
-    const registrar = this.options.registrar;
-    if (registrar !== undefined) await this.#step("close registrar", () => registrar.close());
+    this.#registration?.abort();
+    const registry = this.#registry;
+    if (registry !== undefined) await this.#step("close registry", () => registry.close());
     for (const built of [...(this.#container?.built ?? [])].reverse()) {
       if (built.onStop !== undefined) await this.#step(`${built.owner}.onStop`, built.onStop);
     }
@@ -337,21 +363,46 @@ export class GantryApp {
         return () => this.#stateListeners.delete(listener);
       },
       config: (schema) => this.config(schema),
+      advertise: (listenHost) => this.#core?.advertise.host ?? advertisedHost(listenHost),
       createCall: (init: CallInit) => new CallContext(init, log),
       invoke: invoker.invoke.bind(invoker),
       dispatch: invoker.dispatch.bind(invoker),
     };
   }
 
+  /** Registers every service; readiness waits for it, bounded by `registration.timeout`. */
+  async #register(timeoutMs: number): Promise<void> {
+    const registry = this.#registry;
+    if (registry?.registrar === undefined || this.#services.length === 0) return;
+    const controller = new AbortController();
+    this.#registration = controller;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        reject(coreErrors.create("GANTRY_ERR_REGISTRATION_TIMEOUT", { url: registry.url, timeoutMs }));
+      }, timeoutMs);
+    });
+    try {
+      await Promise.race([registry.registrar.register(this.#instances(), controller.signal), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   #instances(): ServiceInstance[] {
     const endpoints = Object.fromEntries(this.#endpoints.map((e) => [e.transport, e.url]));
+    const zone = this.#core?.zone;
+    const registeredAt = Date.now();
     return this.#services.map((service) => ({
       id: `${service.fullName}-${randomUUID()}`,
       service: service.fullName,
       apiVersion: service.apiVersion,
       version: this.version,
       endpoints,
-      metadata: {},
+      metadata: { ...this.options.metadata },
+      ...(zone === undefined ? {} : { zone }),
+      registeredAt,
     }));
   }
 }

@@ -1,4 +1,4 @@
-import { type ConfigOf, config, defineConfig } from "../config/schema.js";
+import { type ConfigOf, ConfigProblem, config, defineConfig } from "../config/schema.js";
 import type { AppOptions } from "./app.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -17,6 +17,19 @@ export function coreConfigSchema(options: AppOptions) {
           doc: "Calls run at once, over every transport; more are shed with RESOURCE_EXHAUSTED",
         }),
       },
+      advertise: {
+        host: advertiseHost({
+          doc: "The address registered for callers (the pod IP in Kubernetes); by default the listening host, or the first external IPv4 address when it listens on every interface",
+        }),
+      },
+      zone: config.string({ doc: "The zone registered with every instance, for zone-aware balancing" }),
+      registration: {
+        timeout: config.duration({
+          default: 30_000,
+          min: 1,
+          doc: "Longest wait at start for the first registration; the app is not ready until then",
+        }),
+      },
       shutdown: {
         propagationDelay: config.duration({
           default: options.shutdown?.propagationDelayMs ?? 0,
@@ -30,6 +43,21 @@ export function coreConfigSchema(options: AppOptions) {
     },
     { name: "gantry", envPrefix: "GANTRY_" },
   );
+}
+
+/** A host to advertise: never a wildcard, which no caller can reach. */
+function advertiseHost(options: { doc: string }) {
+  const field = config.string(options);
+  return {
+    ...field,
+    parse(raw: unknown): string | undefined {
+      const host = field.parse(raw)?.trim();
+      if (host === "" || host === "0.0.0.0" || host === "::" || host === "[::]") {
+        throw new ConfigProblem(`must be an address callers can reach, not ${JSON.stringify(host)}`);
+      }
+      return host;
+    },
+  };
 }
 
 export type CoreConfigValues = ConfigOf<ReturnType<typeof coreConfigSchema>>;

@@ -143,6 +143,24 @@ export const config = {
         .filter((item) => item !== "");
     throw new ConfigProblem(`must be a list of strings, got ${show(raw)}`);
   }),
+  /** Names to strings, from a JSON object (in a file, or as JSON text in the environment or a flag). */
+  record: builder<Record<string, string>>("record", (raw) => {
+    let value = raw;
+    if (typeof raw === "string") {
+      try {
+        value = JSON.parse(raw);
+      } catch {
+        throw new ConfigProblem(`must be a JSON object of strings, got ${show(raw)}`);
+      }
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw new ConfigProblem(`must be a JSON object of strings, got ${show(raw)}`);
+    }
+    for (const [key, item] of Object.entries(value)) {
+      if (typeof item !== "string") throw new ConfigProblem(`${key} must be a string, got ${show(item)}`);
+    }
+    return { ...(value as Record<string, string>) };
+  }),
 };
 
 export interface ConfigSpec {

@@ -126,6 +126,11 @@ export const coreErrors = defineErrors({
     status: "FAILED_PRECONDITION",
     message: "cannot {action} an app that is {state}",
   },
+  GANTRY_ERR_REGISTRATION_TIMEOUT: {
+    status: "UNAVAILABLE",
+    retryable: true,
+    message: "could not register with {url} within {timeoutMs} ms",
+  },
   GANTRY_ERR_HOOK_FAILED: {
     status: "FAILED_PRECONDITION",
     message: "{owner}.{hook} failed: {reason}",

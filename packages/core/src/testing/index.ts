@@ -10,6 +10,7 @@ import { type AppOptions, createApp, GantryApp } from "../app/app.js";
 import type { Provider } from "../di/container.js";
 import type { LoggerOptions } from "../logger.js";
 import type { Constructor } from "../metadata.js";
+import type { Discovery, Registrar, Resolver } from "../registry/index.js";
 import type { ClientCallOptions, ServiceClient } from "../service/client-types.js";
 
 export interface TestAppOptions {
@@ -21,6 +22,11 @@ export interface TestAppOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Open the app's transports too (off by default: calls go in-process). */
   transports?: boolean;
+  /**
+   * The app's discovery, or a replacement (off by default: a test app registers nowhere, so tests do
+   * not show up in the machine's `local://` registry).
+   */
+  discovery?: boolean | Discovery;
   /** Logging; silent by default. */
   logger?: LoggerOptions;
 }
@@ -59,10 +65,27 @@ export async function createTestApp(app: GantryApp | AppOptions, options: TestAp
   const testApp = createApp({
     ...base,
     transports: options.transports ? base.transports : [],
+    discovery: options.discovery === true ? base.discovery : options.discovery || undefined,
     logger: options.logger ?? { level: "silent" },
   });
   await testApp.start({ overrides: options.overrides, flags: options.config, env: options.env ?? {} });
   return new TestApp(testApp);
+}
+
+/** A discovery whose registry is the given registrar and resolver, for lifecycle tests. */
+export function discoveryOf(parts: {
+  registrar?: Registrar;
+  resolver?: Resolver;
+  close?: () => Promise<void>;
+}): Discovery {
+  return {
+    open: () => ({
+      url: "test://",
+      registrar: parts.registrar,
+      resolver: parts.resolver,
+      close: parts.close ?? (async () => undefined),
+    }),
+  };
 }
 
 export {

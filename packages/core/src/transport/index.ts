@@ -35,6 +35,11 @@ export interface TransportHost {
   onStateChange(listener: (state: AppState) => void): () => void;
   /** The resolved values of a config schema the transport declared. */
   config<T>(schema: ConfigSchema<T>): T;
+  /**
+   * The host to give callers for a listening host: `advertise.host` when set, else `advertisedHost`.
+   * Never a wildcard.
+   */
+  advertise(listenHost: string): string;
   /** A new call context for a request. */
   createCall(init: CallInit): CallContext;
   /** Runs one call through the pipeline; rejects with a GantryError. */
@@ -59,11 +64,16 @@ export interface Transport {
   close(): Promise<void>;
 }
 
+/** True inside a container or a Kubernetes pod. */
+export function inContainer(): boolean {
+  return (
+    process.env.KUBERNETES_SERVICE_HOST !== undefined || existsSync("/.dockerenv") || existsSync("/run/.containerenv")
+  );
+}
+
 /** Where a transport listens by default: every interface in a container or pod, loopback on a laptop. */
 export function defaultHost(): string {
-  const inContainer =
-    process.env.KUBERNETES_SERVICE_HOST !== undefined || existsSync("/.dockerenv") || existsSync("/run/.containerenv");
-  return inContainer ? "0.0.0.0" : "127.0.0.1";
+  return inContainer() ? "0.0.0.0" : "127.0.0.1";
 }
 
 /** The address to give callers for a listening host: a wildcard becomes the first external IPv4 address. */
