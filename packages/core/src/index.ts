@@ -18,6 +18,7 @@ export {
   type DefineConfigOptions,
   defineConfig,
   envName,
+  isConfigField,
 } from "./config/schema.js";
 export { CallContext, type CallInit, currentCall } from "./context/call-context.js";
 export { Metadata } from "./context/metadata.js";

@@ -1,5 +1,5 @@
 import diagnostics from "node:diagnostics_channel";
-import { afterEach, describe, expect, test } from "vitest";
+import { afterEach, describe, expect, test, vi } from "vitest";
 import {
   type AppState,
   CallContext,
@@ -201,6 +201,100 @@ describe("start and stop hooks", () => {
     expect(events).toHaveLength(3);
   });
 
+  test("readiness waits for the first registration, at most registration.timeout", async () => {
+    let aborted: AbortSignal | undefined;
+    const app = track(
+      createApp({
+        services: [RegisteredService],
+        discovery: discoveryOf({
+          registrar: {
+            register: (_instances, signal) => {
+              aborted = signal;
+              return new Promise(() => undefined);
+            },
+            deregister: async () => undefined,
+          },
+        }),
+        transports: [fakeTransport(() => undefined)],
+        logger: { level: "silent" },
+      }),
+    );
+    const error = await rejected(app.start({ env: { GANTRY_REGISTRATION_TIMEOUT: "50ms" } }));
+    expect(error.code).toBe("GANTRY_ERR_REGISTRATION_TIMEOUT");
+    expect(error.status).toBe("UNAVAILABLE");
+    expect(error.message).toBe("could not register with test:// within 50 ms");
+    expect(aborted?.aborted).toBe(true);
+    expect(app.state).toBe("closed");
+  });
+
+  test("close() during a start that waits for its registration gives up at once", async () => {
+    let aborted: AbortSignal | undefined;
+    const app = track(
+      createApp({
+        services: [RegisteredService],
+        discovery: discoveryOf({
+          registrar: {
+            register: (_instances, signal) =>
+              new Promise((_, reject) => {
+                aborted = signal;
+                signal?.addEventListener("abort", () => reject(signal.reason));
+              }),
+            deregister: async () => undefined,
+          },
+        }),
+        transports: [fakeTransport(() => undefined)],
+        logger: { level: "silent" },
+      }),
+    );
+    const starting = app.start({ env: {} });
+    await vi.waitFor(() => expect(aborted).toBeDefined());
+    const began = performance.now();
+    await app.close();
+    expect(performance.now() - began).toBeLessThan(1000);
+    expect(aborted?.aborted).toBe(true);
+    await expect(starting).rejects.toBeDefined();
+    expect(app.state).toBe("closed");
+  });
+
+  test("a deregistration the registry never confirms does not hold shutdown", async () => {
+    const events: string[] = [];
+    const app = track(
+      createApp({
+        services: [RegisteredService],
+        discovery: discoveryOf({
+          registrar: { register: async () => undefined, deregister: () => new Promise(() => undefined) },
+          close: async () => void events.push("registry close"),
+        }),
+        transports: [fakeTransport((event) => events.push(event))],
+        logger: { level: "silent" },
+      }),
+    );
+    await app.start({ env: { GANTRY_SHUTDOWN_DEREGISTER_TIMEOUT: "50ms" } });
+    await app.close();
+    expect(events).toEqual(["listen", "transport drain", "transport close", "registry close"]);
+  });
+
+  test("an app that listens on no transport registers nothing", async () => {
+    let registered = false;
+    const app = track(
+      createApp({
+        services: [RegisteredService],
+        discovery: discoveryOf({
+          registrar: {
+            register: async () => {
+              registered = true;
+            },
+            deregister: async () => undefined,
+          },
+        }),
+        logger: { level: "silent" },
+      }),
+    );
+    await app.start({ env: {} });
+    expect(app.ready).toBe(true);
+    expect(registered).toBe(false);
+  });
+
   test("a failed registration closes the transports and stops what was built", async () => {
     const events: string[] = [];
     const cause = new Error("registry down");
@@ -222,7 +316,7 @@ describe("start and stop hooks", () => {
       }),
     );
     await expect(app.start({ env: {} })).rejects.toBe(cause);
-    expect(events).toEqual(["listen", "transport close", "registry close", "onStop"]);
+    expect(events).toEqual(["listen", "transport close", "onStop", "registry close"]);
     expect(app.state).toBe("closed");
   });
 });
@@ -468,9 +562,9 @@ describe("shutdown", () => {
       "slow call returns",
       "transport close",
       "clients",
-      "registry close",
       "B.onStop",
       "A.onStop",
+      "registry close",
       "telemetry",
       "state closed",
     ]);

@@ -296,14 +296,24 @@ export class GantryApp {
       this.#setState("closed");
       return;
     }
-    if (this.#state === "starting") await this.#starting?.catch(() => undefined);
+    if (this.#state === "starting") {
+      // A start still waiting for its first registration gives up now rather than at its timeout.
+      this.#registration?.abort();
+      await this.#starting?.catch(() => undefined);
+    }
     if (this.#state === "closed") return;
     const log = this.log;
     const core = this.#core as CoreConfigValues;
     this.#setState("draining");
     log.info(`${this.name} is shutting down`);
     const registrar = this.#registry?.registrar;
-    if (registrar !== undefined) await this.#step("deregister", () => registrar.deregister());
+    if (registrar !== undefined) {
+      // Bounded: a registry that is down must not hold the drain (its TTL removes the records).
+      const timeoutMs = core.shutdown.deregisterTimeout;
+      await this.#step("deregister", () =>
+        withTimeout(registrar.deregister(), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`)),
+      );
+    }
     if (core.shutdown.propagationDelay > 0) await sleep(core.shutdown.propagationDelay);
     for (const transport of this.#listening) await this.#step(`drain ${transport.kind}`, () => transport.drain());
     const aborted = (await this.#invoker?.drain(core.shutdown.drainTimeout)) ?? 0;
@@ -316,19 +326,19 @@ export class GantryApp {
   }
 
   /**
-   * Closes what start opened, in reverse: transports, outbound clients, the registry, the stop hooks
-   * of everything DI built (also when start failed part way), telemetry.
+   * Closes what start opened, in reverse: transports, outbound clients, the stop hooks of everything
+   * DI built (also when start failed part way), the registry (opened before DI), telemetry.
    */
   async #teardown(): Promise<void> {
     for (const transport of this.#listening.splice(0).reverse())
       await this.#step(`close ${transport.kind}`, () => transport.close());
     for (const hook of this.#shutdownHooks.clients) await this.#step("close clients", hook);
-    this.#registration?.abort();
-    const registry = this.#registry;
-    if (registry !== undefined) await this.#step("close registry", () => registry.close());
     for (const built of [...(this.#container?.built ?? [])].reverse()) {
       if (built.onStop !== undefined) await this.#step(`${built.owner}.onStop`, built.onStop);
     }
+    this.#registration?.abort();
+    const registry = this.#registry;
+    if (registry !== undefined) await this.#step("close registry", () => registry.close());
     for (const hook of this.#shutdownHooks.telemetry) await this.#step("flush telemetry", hook);
   }
 
@@ -373,21 +383,23 @@ export class GantryApp {
   /** Registers every service; readiness waits for it, bounded by `registration.timeout`. */
   async #register(timeoutMs: number): Promise<void> {
     const registry = this.#registry;
-    if (registry?.registrar === undefined || this.#services.length === 0) return;
+    if (registry === undefined || this.#services.length === 0) return;
+    const log = this.log;
+    if (registry.registrar === undefined) {
+      log.info(`${registry.url} only resolves services: this app's services are not registered by it`);
+      return;
+    }
+    if (this.#endpoints.length === 0) {
+      log.info("the app listens on no transport: its services are not registered");
+      return;
+    }
     const controller = new AbortController();
     this.#registration = controller;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        controller.abort();
-        reject(coreErrors.create("GANTRY_ERR_REGISTRATION_TIMEOUT", { url: registry.url, timeoutMs }));
-      }, timeoutMs);
+    const registering = registry.registrar.register(this.#instances(), controller.signal);
+    await withTimeout(registering, timeoutMs, () => {
+      controller.abort();
+      return coreErrors.create("GANTRY_ERR_REGISTRATION_TIMEOUT", { url: registry.url, timeoutMs });
     });
-    try {
-      await Promise.race([registry.registrar.register(this.#instances(), controller.signal), timedOut]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   #instances(): ServiceInstance[] {
@@ -404,6 +416,19 @@ export class GantryApp {
       ...(zone === undefined ? {} : { zone }),
       registeredAt,
     }));
+  }
+}
+
+/** `promise`, or the error `onTimeout` makes if it has not settled within `ms`. */
+async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  try {
+    return await Promise.race([promise, timedOut]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

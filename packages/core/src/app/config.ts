@@ -35,6 +35,11 @@ export function coreConfigSchema(options: AppOptions) {
           default: options.shutdown?.propagationDelayMs ?? 0,
           doc: "Wait after deregistering, for clients to see it, before draining",
         }),
+        deregisterTimeout: config.duration({
+          default: 5000,
+          min: 1,
+          doc: "Longest wait for the registry to confirm the deregistration; then shutdown goes on (the TTL removes the records)",
+        }),
         drainTimeout: config.duration({
           default: options.shutdown?.drainTimeoutMs ?? 10_000,
           doc: "Longest wait for calls in flight at shutdown; then they are aborted",

@@ -19,7 +19,7 @@ export interface ServiceInstance {
   readonly service: string;
   /** `v1`: the API version, from the proto package. */
   readonly apiVersion: string | undefined;
-  /** `1.4.2`: the release version of the app, for selection. */
+  /** `1.4.2`: the release version of the app, for selection; `""` where the backend cannot know it (`dns://`, `static://`). */
   readonly version: string;
   /** Transport → URL: `{ http: "http://10.0.0.5:8080", grpc: "grpc://10.0.0.5:50051" }`. */
   readonly endpoints: Readonly<Record<string, string>>;

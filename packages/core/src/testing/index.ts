@@ -23,8 +23,9 @@ export interface TestAppOptions {
   /** Open the app's transports too (off by default: calls go in-process). */
   transports?: boolean;
   /**
-   * The app's discovery, or a replacement (off by default: a test app registers nowhere, so tests do
-   * not show up in the machine's `local://` registry).
+   * `true` for the app's own discovery (give it a `GANTRY_REGISTRY` of the test's own in `env`), or
+   * a replacement. Off by default: a test app registers nowhere, so tests never show up in the
+   * machine's `local://` registry.
    */
   discovery?: boolean | Discovery;
   /** Logging; silent by default. */
@@ -65,7 +66,8 @@ export async function createTestApp(app: GantryApp | AppOptions, options: TestAp
   const testApp = createApp({
     ...base,
     transports: options.transports ? base.transports : [],
-    discovery: options.discovery === true ? base.discovery : options.discovery || undefined,
+    discovery:
+      options.discovery === true ? base.discovery : options.discovery === false ? undefined : options.discovery,
     logger: options.logger ?? { level: "silent" },
   });
   await testApp.start({ overrides: options.overrides, flags: options.config, env: options.env ?? {} });
