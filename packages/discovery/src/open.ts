@@ -14,6 +14,8 @@ export type OpenBackend = (url: URL, options: OpenOptions) => Promise<Registry>;
 /** The backends, by URL scheme; each is loaded only when used. */
 const backends: Readonly<Record<string, () => Promise<OpenBackend>>> = {
   local: async () => (await import("./local.js")).openLocal,
+  etcd: async () => (await import("./etcd.js")).openEtcd,
+  etcds: async () => (await import("./etcd.js")).openEtcd,
   static: async () => (await import("./static.js")).openStatic,
 };
 

@@ -409,3 +409,4 @@ async function startHolder(url: string, service: string): Promise<ChildProcess> 
   return child;
 }
 
+export { type EtcdServer, type EtcdServerOptions, type EtcdTlsFiles, startEtcd } from "./etcd-server.js";
