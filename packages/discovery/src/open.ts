@@ -16,6 +16,7 @@ const backends: Readonly<Record<string, () => Promise<OpenBackend>>> = {
   local: async () => (await import("./local.js")).openLocal,
   etcd: async () => (await import("./etcd.js")).openEtcd,
   etcds: async () => (await import("./etcd.js")).openEtcd,
+  dns: async () => (await import("./dns.js")).openDns,
   static: async () => (await import("./static.js")).openStatic,
 };
 

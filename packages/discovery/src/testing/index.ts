@@ -409,4 +409,5 @@ async function startHolder(url: string, service: string): Promise<ChildProcess> 
   return child;
 }
 
+export { type Dnsmasq, type DnsRecords, startDnsmasq } from "./dnsmasq.js";
 export { type EtcdServer, type EtcdServerOptions, type EtcdTlsFiles, startEtcd } from "./etcd-server.js";
