@@ -1,4 +1,5 @@
 import { createApp } from "@gantry/core";
+import { discovery } from "@gantry/discovery";
 import { grpcTransport } from "@gantry/transport-grpc";
 import { httpTransport } from "@gantry/transport-http";
 import { HelloConfig } from "./config.js";
@@ -7,7 +8,8 @@ import { WorldService } from "./world.service.js";
 
 /**
  * `gantry start dist/main.js` loads this module and starts its default export: both services on
- * HTTP (port 8080) and gRPC (port 50051) from one process.
+ * HTTP (port 8080) and gRPC (port 50051) from one process, registered in the registry
+ * `GANTRY_REGISTRY` names (`local://` when unset: `gantry ls` shows them).
  */
 export default createApp({
   name: "hello-world",
@@ -15,4 +17,5 @@ export default createApp({
   services: [HelloService, WorldService],
   config: [HelloConfig],
   transports: [httpTransport({ port: 8080 }), grpcTransport({ port: 50051 })],
+  discovery: discovery(),
 });

@@ -1,5 +1,8 @@
 import { type ChildProcessByStdio, spawn } from "node:child_process";
 import { once } from "node:events";
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { createTestApp } from "@gantry/core/testing";
@@ -47,6 +50,7 @@ describe("hello-world, as gantry start runs it", () => {
   let exited: Promise<[number | null, NodeJS.Signals | null]>;
   let http: string;
   let grpc: Client;
+  const registryDir = join(tmpdir(), `gantry-hello-world-${process.pid}`);
 
   beforeAll(async () => {
     const bin = fileURLToPath(new URL("../../../packages/cli/dist/bin.js", import.meta.url));
@@ -54,6 +58,8 @@ describe("hello-world, as gantry start runs it", () => {
     const flags = ["http.port=0", "http.host=127.0.0.1", "grpc.port=0", "grpc.host=127.0.0.1"];
     child = spawn(process.execPath, [bin, "start", entry, ...flags.flatMap((flag) => ["--set", flag])], {
       stdio: ["ignore", "pipe", "pipe"],
+      // A namespace of its own, so the test never shows in the machine's `gantry ls`.
+      env: { ...process.env, GANTRY_REGISTRY: `local://test?dir=${encodeURIComponent(registryDir)}` },
     });
     exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
     const urls = await new Promise<{ http: string; grpc: string }>((resolve, reject) => {
@@ -74,6 +80,7 @@ describe("hello-world, as gantry start runs it", () => {
     grpc?.close();
     child.kill("SIGTERM");
     const [code] = await exited;
+    await rm(registryDir, { recursive: true, force: true });
     expect(code).toBe(0);
   });
 

@@ -2,10 +2,11 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { isGantryError } from "@gantry/core";
 import type { Command, Io } from "./command.js";
+import { ls } from "./commands/ls.js";
 import { proto } from "./commands/proto.js";
 import { start } from "./commands/start.js";
 
-const COMMANDS: readonly Command[] = [start, proto];
+const COMMANDS: readonly Command[] = [start, ls, proto];
 
 const VERSION = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string })
   .version;

@@ -73,6 +73,7 @@ Examples:
     if (!signalled) {
       const lines = [`${app.name} ${app.version} ready`];
       for (const endpoint of app.endpoints) lines.push(`  ${endpoint.transport.padEnd(5)} ${endpoint.url}`);
+      if (app.registry?.registrar !== undefined) lines.push(`  registered in ${app.registry.url}`);
       for (const service of app.services) {
         lines.push(`  service ${service.fullName}`);
         for (const method of service.methods) {
