@@ -4,19 +4,21 @@
  *   pnpm bench                                  every section, 3 repetitions of 5 s
  *   pnpm bench --only http --reps 5 --duration 10
  *   pnpm bench --only grpc
+ *   pnpm bench --only discovery
  */
 
 import { mkdir, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { discoverySection } from "./discovery.js";
 import { grpcSection } from "./grpc.js";
 import { httpSection } from "./http.js";
 import type { BenchOptions, Section } from "./section.js";
 import { missingTools } from "./tools.js";
 
 /** Every section, in the order they run. Client, telemetry and startup join here. */
-const SECTIONS: readonly Section[] = [httpSection, grpcSection];
+const SECTIONS: readonly Section[] = [httpSection, grpcSection, discoverySection];
 
 const RESULTS_DIR = fileURLToPath(new URL("../../.bench/", import.meta.url));
 
