@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createApp, createLogger, Field, Message, Method, Service } from "@gantry/core";
@@ -118,6 +119,8 @@ async function measure(backend: Backend, kills: number): Promise<BackendResult> 
       const child = await startHolder(backend.url, "bench.v1.Doomed");
       const { event } = await events.next((e) => e.type === "add" && e.instance.service === "bench.v1.Doomed");
       const id = event.type === "add" ? event.instance.id : "";
+      // Killed at a random point of the readers' rescan period, not just after the scan that saw it come.
+      await sleep(200 + Math.random() * 1000);
       const at = performance.now();
       child.kill("SIGKILL");
       const gone = await events.next((e) => e.type === "remove" && e.instance.id === id, backend.ttlMs + 10_000);
