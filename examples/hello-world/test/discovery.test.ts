@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type EtcdServer, startEtcd } from "@gantry/discovery/testing";
+import { type Dnsmasq, type EtcdServer, startDnsmasq, startEtcd } from "@gantry/discovery/testing";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { gantry, type Started, startEntry } from "./processes.js";
 
@@ -100,6 +100,53 @@ describe("the same two processes through etcd://", () => {
     await expect
       .poll(async () => (await ls(env)).map((i) => i.service), { timeout: 6000, interval: 250 })
       .toEqual(["hello.v1.HelloService"]);
+  });
+});
+
+describe("gantry ls through dns:// (a real dnsmasq), as on Kubernetes", () => {
+  let dns: Dnsmasq;
+  let dir: string;
+  let hello: Started;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "gantry-hw-dns-"));
+    hello = await startEntry("hello.main.js", { GANTRY_REGISTRY: `local://dns?dir=${encodeURIComponent(dir)}` });
+    // A headless Service's SRV records, with the pod's named ports grpc and http.
+    const grpcPort = new URL(hello.grpc).port;
+    const httpPort = new URL(hello.http).port;
+    dns = await startDnsmasq({
+      srv: {
+        "_grpc._tcp.hello.test": [`pod-1.hello.test:${grpcPort}`],
+        "_http._tcp.hello.test": [`pod-1.hello.test:${httpPort}`],
+      },
+      hosts: { "pod-1.hello.test": ["127.0.0.1"] },
+    });
+  });
+
+  afterAll(async () => {
+    await hello?.stop();
+    await dns?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("one pod is one instance with both endpoints, serving; NXDOMAIN is no instances", async () => {
+    const env = { GANTRY_REGISTRY: `dns://${dns.server}/hello.test` };
+    const instances = await ls(env, "hello.v1.HelloService");
+    expect(instances).toEqual([
+      expect.objectContaining({
+        service: "hello.v1.HelloService",
+        health: "serving",
+        endpoints: { grpc: hello.grpc, http: hello.http },
+      }),
+    ]);
+    const grpcOnly = await ls(
+      { GANTRY_REGISTRY: `dns://${dns.server}/pod-1.hello.test:${new URL(hello.grpc).port}` },
+      "hello.v1.HelloService",
+    );
+    expect(grpcOnly.map((i) => [i.endpoints, i.health])).toEqual([[{ grpc: hello.grpc }, "serving"]]);
+    const missing = await gantry(["ls", "hello.v1.HelloService", "--registry", `dns://${dns.server}/nothing.test`], {});
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("no instances of hello.v1.HelloService");
   });
 });
 

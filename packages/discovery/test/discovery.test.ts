@@ -2,7 +2,7 @@ import diagnostics from "node:diagnostics_channel";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createApp, Field, type GantryApp, Message, Method, Service } from "@gantry/core";
+import { createApp, createLogger, Field, type GantryApp, Message, Method, Service } from "@gantry/core";
 import type { RegistryEvent } from "@gantry/core/registry";
 import { httpTransport } from "@gantry/transport-http";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
@@ -140,6 +140,31 @@ describe("discovery() in an app", () => {
       code: "GANTRY_ERR_CONFIG_INVALID",
       message: expect.stringContaining(problem),
     });
+  });
+
+  test("in a container with no registry configured, it says so loudly; configured, it does not", async () => {
+    const saved = process.env.KUBERNETES_SERVICE_HOST;
+    process.env.KUBERNETES_SERVICE_HOST = "10.96.0.1";
+    try {
+      for (const [url, warns] of [
+        [undefined, true],
+        [`local://quiet?dir=${encodeURIComponent(dir)}`, false],
+      ] as const) {
+        const lines: string[] = [];
+        const plugin = discovery();
+        const host = {
+          app: { name: "disco", version: "1.0.0" },
+          log: createLogger("disco", { level: "warn", destination: { write: (line: string) => lines.push(line) } }),
+          config: <T>() => ({ registry: { url, targets: {} } }) as T,
+        };
+        const registry = await plugin.open(host);
+        await registry.close();
+        expect(lines.some((line) => line.includes("only this container sees"))).toBe(warns);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.KUBERNETES_SERVICE_HOST;
+      else process.env.KUBERNETES_SERVICE_HOST = saved;
+    }
   });
 
   test("a target with an unknown scheme stops the start", async () => {
