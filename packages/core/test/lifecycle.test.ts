@@ -256,14 +256,17 @@ describe("start and stop hooks", () => {
     expect(app.state).toBe("closed");
   });
 
-  test("a deregistration the registry never confirms does not hold shutdown", async () => {
+  test("a registry that never confirms the deregistration or its close does not hold shutdown", async () => {
     const events: string[] = [];
     const app = track(
       createApp({
         services: [RegisteredService],
         discovery: discoveryOf({
           registrar: { register: async () => undefined, deregister: () => new Promise(() => undefined) },
-          close: async () => void events.push("registry close"),
+          close: () => {
+            events.push("registry close");
+            return new Promise(() => undefined);
+          },
         }),
         transports: [fakeTransport((event) => events.push(event))],
         logger: { level: "silent" },

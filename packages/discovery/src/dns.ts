@@ -248,11 +248,16 @@ class DnsRegistry implements Registry {
       );
     }
     if (this.#hubs.size === 0) return;
-    if (this.#failure !== undefined) log.info({ registry: this.url, name }, "dns registry: lookups work again");
+    const recovered = this.#failure !== undefined;
+    if (recovered) log.info({ registry: this.url, name }, "dns registry: lookups work again");
     this.#found = found;
     this.#failure = undefined;
     this.#failures = 0;
-    for (const [label, hub] of this.#hubs) hub.reconcile(this.#instances(label, found));
+    // After errors, watchers get a whole snapshot again (as after any reconnect), not just changes.
+    for (const [label, hub] of this.#hubs) {
+      if (recovered) hub.resync(this.#instances(label, found));
+      else hub.reconcile(this.#instances(label, found));
+    }
     this.#schedule(this.#refreshWanted ? this.#refreshDelay() : this.#settings.interval);
   }
 

@@ -80,6 +80,6 @@ export function urlHosts(url: URL): string[] {
 /** A URL without its password, for logs and errors. */
 export function redact(url: string): string {
   return url
-    .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, "$1:***@")
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@]*@/i, "$1:***@")
     .replace(/([?&]password=)[^&#]*/gi, "$1***");
 }

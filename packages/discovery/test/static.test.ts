@@ -82,6 +82,7 @@ describe("registry URLs", () => {
     expect(url.searchParams.get("hosts")).toBe("10.0.0.1:2379,10.0.0.2:2379");
     expect(url.pathname).toBe("/gantry");
     expect(redact("etcd://root:s3cret@10.0.0.1:2379")).toBe("etcd://root:***@10.0.0.1:2379");
+    expect(redact("etcd://root:a/b@10.0.0.1:2379/gantry")).toBe("etcd://root:***@10.0.0.1:2379/gantry");
     expect(redact("etcd://10.0.0.1:2379?user=root&password=s3cret&ttl=5s")).toBe(
       "etcd://10.0.0.1:2379?user=root&password=***&ttl=5s",
     );

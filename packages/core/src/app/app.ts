@@ -338,7 +338,12 @@ export class GantryApp {
     }
     this.#registration?.abort();
     const registry = this.#registry;
-    if (registry !== undefined) await this.#step("close registry", () => registry.close());
+    const timeoutMs = this.#core?.shutdown.deregisterTimeout ?? 5000;
+    if (registry !== undefined) {
+      await this.#step("close registry", () =>
+        withTimeout(registry.close(), timeoutMs, () => new Error(`not closed within ${timeoutMs} ms`)),
+      );
+    }
     for (const hook of this.#shutdownHooks.telemetry) await this.#step("flush telemetry", hook);
   }
 

@@ -38,7 +38,7 @@ export function coreConfigSchema(options: AppOptions) {
         deregisterTimeout: config.duration({
           default: 5000,
           min: 1,
-          doc: "Longest wait for the registry to confirm the deregistration; then shutdown goes on (the TTL removes the records)",
+          doc: "Longest wait for the registry to confirm the deregistration, and to close; then shutdown goes on (the TTL removes the records)",
         }),
         drainTimeout: config.duration({
           default: options.shutdown?.drainTimeoutMs ?? 10_000,

@@ -13,7 +13,7 @@ import type { Logger } from "../logger.js";
 
 /** One running instance of a service, as it appears in the registry. */
 export interface ServiceInstance {
-  /** Unique per process and service. */
+  /** Unique in the registry (Gantry makes `<service>-<uuid>`); a record with a known id replaces it. */
   readonly id: string;
   /** `hello.v1.HelloService` */
   readonly service: string;
