@@ -722,10 +722,11 @@ describe("diagnostics", () => {
       "start Echo",
       "end",
       "asyncEnd ok",
-      // Without guards or interceptors, validation fails synchronously: the call ends without asyncEnd.
+      // Validation fails synchronously, and the traced call still ends with asyncEnd.
       "start Echo",
-      "error GANTRY_ERR_VALIDATION",
       "end",
+      "error GANTRY_ERR_VALIDATION",
+      "asyncEnd invalid EchoRequest: text must be at least 1 character",
     ]);
   });
 });

@@ -190,9 +190,9 @@ export class Invoker {
   /** Runs the method in the call's context: its output, a promise of it, or a throw. */
   #run(handler: MethodHandler, input: unknown, call: CallContext): unknown {
     if (callChannel.hasSubscribers) {
-      return runInCall(call, () =>
-        callChannel.tracePromise(() => Promise.resolve(execute(handler, input, call)), { call }),
-      );
+      // An async function: a synchronous throw (invalid input) also ends with asyncEnd, so every
+      // traced call ends the same way and a span is never left open.
+      return runInCall(call, () => callChannel.tracePromise(async () => execute(handler, input, call), { call }));
     }
     return runInCall(call, execute, handler, input, call);
   }
