@@ -151,6 +151,14 @@ describe("gantry ls through dns:// (a real dnsmasq), as on Kubernetes", () => {
 });
 
 describe("gantry ls with bad input", () => {
+  test("--help shows the usage, the registries it reads and the exit statuses", async () => {
+    const help = await gantry(["ls", "--help"], {});
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: gantry ls \[service\] \[options\]/);
+    expect(help.stdout).toContain("--registry <url>");
+    expect(help.stdout).toContain("Exit status:");
+  });
+
   test.each([
     [
       ["ls", "--registry", "zookeeper://x"],

@@ -12,10 +12,11 @@ export const start: Command = {
   help: `Usage: gantry start <entry> [options]
 
 Loads the compiled module <entry> (its default export is the app made by createApp),
-starts it, prints where it listens and serves until SIGTERM or SIGINT. Then it shuts
-down in order: readiness fails, it deregisters, waits the propagation delay, lets calls
-in flight finish (up to shutdown.drainTimeout), closes transports, clients and hooks,
-and exits 0. A second signal exits at once with 1.
+starts it, prints where it listens and the registry its services registered in (an app
+with discovery(): $GANTRY_REGISTRY, else local://; see them with gantry ls), and serves
+until SIGTERM or SIGINT. Then it shuts down in order: readiness fails, it deregisters,
+waits the propagation delay, lets calls in flight finish (up to shutdown.drainTimeout),
+closes transports, clients and hooks, and exits 0. A second signal exits at once with 1.
 
 Options:
   --config <file>     Config file (JSON). Default: $GANTRY_CONFIG, else ./gantry.config.json if present
@@ -25,14 +26,16 @@ Options:
 
 Config precedence, lowest first: defaults in code < config file < environment < --set.
 Gantry's own keys include http.port (GANTRY_HTTP_PORT), http.host, http.bodyLimit,
-log.level, limits.maxConcurrentCalls, shutdown.propagationDelay, shutdown.drainTimeout.
+log.level, limits.maxConcurrentCalls, shutdown.propagationDelay, shutdown.drainTimeout,
+registry.url (GANTRY_REGISTRY), advertise.host (GANTRY_ADVERTISE_HOST), zone.
 
 Exit status: 0 after a clean shutdown, 1 when the app fails, 2 for a usage error.
 
 Examples:
   gantry start dist/main.js
   gantry start dist/main.js --set http.port=0 --set log.level=debug
-  GANTRY_HTTP_PORT=9000 gantry start dist/main.js --config prod.json`,
+  GANTRY_HTTP_PORT=9000 gantry start dist/main.js --config prod.json
+  GANTRY_REGISTRY=etcd://10.0.0.5:2379 GANTRY_ADVERTISE_HOST=10.0.0.7 gantry start dist/main.js`,
   options: {
     config: { type: "string" },
     set: { type: "string", multiple: true },
