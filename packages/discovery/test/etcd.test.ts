@@ -1,5 +1,8 @@
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createLogger } from "@gantry/core";
 import { type Registry, type RegistryEvent, registryChannel, type WatchEvent } from "@gantry/core/registry";
@@ -172,6 +175,33 @@ describe("etcd:// registrar", () => {
     await expect(holder.registrar?.deregister()).rejects.toMatchObject(closed);
     await expect(holder.resolver?.list()).rejects.toMatchObject(closed);
     expect(() => holder.resolver?.watch(undefined, () => undefined)).toThrow(expect.objectContaining(closed));
+  });
+
+  test("a register() while a deregister() is still revoking keeps the new instance registered", async () => {
+    await recordingEvents(async (events) => {
+      const url = fresh("rereg");
+      const holder = await open(url);
+      const reader = await open(url);
+      const a = instance("rereg.v1.Alpha");
+      const b = instance("rereg.v1.Alpha");
+      await holder.registrar?.register([a]);
+      const deregistering = holder.registrar?.deregister();
+      await holder.registrar?.register([b]);
+      await deregistering;
+      expect(ids((await reader.resolver?.list()) ?? [])).toEqual([b.id]);
+      const watch = watching(reader, "rereg.v1.Alpha");
+      await watch.next((e) => e.type === "snapshot" && ids(e.instances).includes(b.id));
+      // It must stay past a TTL (2 s): its lease is kept alive, not the revoked one. Only time shows that.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      expect(ids((await reader.resolver?.list()) ?? [])).toEqual([b.id]);
+      expect(watch.seen.some((e) => e.type === "remove")).toBe(false);
+      // The revoke and the new registration run side by side: their events come in either order.
+      const mine = events
+        .filter((e) => e.type === "registered" || e.type === "deregistered")
+        .map((e) => `${e.type} ${ids(e.instances).join(",")}`);
+      expect(mine.sort()).toEqual([`deregistered ${a.id}`, `registered ${a.id}`, `registered ${b.id}`].sort());
+      expect(events.some((e) => e.type === "lost")).toBe(false);
+    });
   });
 
   test("a process that registers, watches and closes exits by itself", async () => {
@@ -383,6 +413,64 @@ describe("etcd:// faults", () => {
     }
   });
 
+  test("deregister and close return within 3 s while etcd takes requests but does not answer", async () => {
+    const proxy = await startEtcdProxy(etcd.address);
+    try {
+      const lines: string[] = [];
+      const holder = await open(`etcd://${proxy.address}/unanswered-${++prefixes}?ttl=2s`, lines);
+      await holder.registrar?.register([instance("unanswered.v1.Alpha")]);
+      const watch = watching(holder, undefined);
+      await watch.next((e) => e.type === "snapshot");
+      // As a SIGSTOPped etcd: connections stay up, nothing is answered. Once the keep-alive stream
+      // has gone silent for a TTL, the registrar checks its lease, a call that waits out its deadline.
+      proxy.hold();
+      await until(
+        () => warnings(lines).some((l) => l.msg.includes("no keep-alive answer")),
+        5000,
+        "the keep-alive stream given up",
+      );
+      // Past the backoff (at most 100 ms) the lease check is sent, and waits; no event tells when.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = Date.now();
+      await holder.registrar?.deregister();
+      const deregistered = Date.now() - started;
+      await holder.close();
+      const closed = Date.now() - started;
+      // The revoke is bounded by 2 s, and the watch's cancel by 1 s; nothing else is waited for.
+      expect(deregistered).toBeLessThan(2500);
+      expect(closed).toBeLessThan(3500);
+    } finally {
+      proxy.release();
+      await proxy.close();
+    }
+  });
+
+  test("a keep-alive stream that breaks soon after each answer is reopened with a growing backoff", async () => {
+    const proxy = await startEtcdProxy(etcd.address);
+    try {
+      const lines: string[] = [];
+      const holder = await open(`etcd://${proxy.address}/flapping-${++prefixes}?ttl=2s`, lines);
+      await holder.registrar?.register([instance("flapping.v1.Alpha")]);
+      // Every connection answers for 300 ms, then drops: the stream answers once and breaks.
+      proxy.flap(300);
+      const delays = () =>
+        warnings(lines)
+          .map((l) => /keeping the registration failed, trying again in (\d+) ms/.exec(l.msg)?.[1])
+          .filter((delay) => delay !== undefined)
+          .map(Number);
+      await until(
+        () => delays().length >= 5,
+        15_000,
+        () => `five failures (saw delays ${delays().join(", ")})`,
+      );
+      // The backoff doubles from 50–100 ms to its ceiling of TTL/3 (333–667 ms), never starting over.
+      expect(delays()[4]).toBeGreaterThanOrEqual(333);
+    } finally {
+      proxy.flap(0);
+      await proxy.close();
+    }
+  });
+
   test("one dead endpoint among live ones does not stop registering, listing or watching", async () => {
     const dead = await freePort();
     const name = `/dead-${++prefixes}`;
@@ -418,6 +506,34 @@ describe("etcd:// with auth", () => {
     const reader = await open(`etcd://${secured.address}/auth?user=root&password=s3cret`);
     expect(reader.url).toBe(`etcd://${secured.address}/auth?user=root`);
     expect(ids((await reader.resolver?.list()) ?? [])).toEqual([one.id]);
+  });
+
+  test("records whose write failed after a lost lease are written again, not left out under the new lease", async () => {
+    // A user that may write only under /lapse/: taking that away makes the writes after the lost
+    // lease fail, after the new lease was granted.
+    await secured.etcdctl("role", "add", "lapse");
+    await secured.etcdctl("role", "grant-permission", "--prefix=true", "lapse", "readwrite", "/lapse/");
+    await secured.etcdctl("user", "add", "lapse:l4pse-pw", "--interactive=false");
+    await secured.etcdctl("user", "grant-role", "lapse", "lapse");
+    const lines: string[] = [];
+    const holder = await open(`etcd://lapse:l4pse-pw@${secured.address}/lapse?ttl=2s`, lines);
+    const reader = await open(secured.url("/lapse", { ttl: "2s" }));
+    const one = instance("lapse.v1.Alpha");
+    await holder.registrar?.register([one]);
+    await secured.etcdctl("role", "revoke-permission", "--prefix=true", "lapse", "/lapse/");
+    await revokeEveryLease(secured);
+    await until(
+      () => warnings(lines).some((l) => /keeping the registration failed.*permission denied/.test(l.msg)),
+      5000,
+      "a failed write after the lost lease",
+    );
+    expect(await reader.resolver?.list()).toEqual([]);
+    await secured.etcdctl("role", "grant-permission", "--prefix=true", "lapse", "readwrite", "/lapse/");
+    await until(
+      async () => ids((await reader.resolver?.list()) ?? []).includes(one.id),
+      3000,
+      "the record written again",
+    );
   });
 
   test("a wrong password fails register at once with a clear coded error", async () => {
@@ -491,6 +607,9 @@ describe("etcd:// URLs", () => {
     ["etcd://127.0.0.1:2379?ttl=0s", /ttl must be at least 1s/],
     ["etcd://127.0.0.1:2379?ttl=1500ms", /whole seconds/],
     ["etcd://127.0.0.1:2379?ttl=10", /ttl must be a duration/],
+    ["etcd://127.0.0.1:2379?ttl=25h", /ttl must be at most 24h, got 25h/],
+    ["etcd://127.0.0.1:2379?ttl=2147484s", /ttl must be at most 24h/],
+    ["etcd://127.0.0.1:2379?ttl=99999999999999999999999m", /ttl must be at most 24h/],
     ["etcd://127.0.0.1:2379?colour=blue", /unknown option colour; etcd:\/\/ takes ttl, user, password/],
     ["etcd://127.0.0.1:2379?ttl=1s&ttl=2s", /ttl is given more than once/],
     ["etcd:///prefix-only", /names no etcd endpoint/],
@@ -510,6 +629,11 @@ describe("etcd:// URLs", () => {
     expect(failure).toMatchObject({ code: "GANTRY_ERR_REGISTRY_URL", message: expect.stringMatching(problem) });
   });
 
+  test("a ttl of 24h is the longest taken", async () => {
+    const registry = await open("etcd://127.0.0.1:2379?ttl=24h");
+    expect(registry.url).toBe("etcd://127.0.0.1:2379?ttl=24h");
+  });
+
   test("a password never shows in a URL error", async () => {
     const log = createLogger("etcd-test", { level: "silent" });
     const failure = await openRegistry("etcd://root:hunter2@127.0.0.1:2379?ttl=abc", { log }).catch((e: unknown) => e);
@@ -526,6 +650,45 @@ describe("etcd:// URLs", () => {
     expect(await etcd.etcdctl("get", "--keys-only", `/gantry/services/defaults.v1.Alpha/${one.id}`)).toContain(one.id);
   });
 });
+
+describe("the etcd test server", () => {
+  test("startEtcd stops its etcd when a setup step fails, and never shows the password", async () => {
+    // An etcdctl that fails to add the user, after etcd has started.
+    const bin = await mkdtemp(join(tmpdir(), "gantry-etcdctl-"));
+    const fake = join(bin, "etcdctl");
+    const real = process.env.ETCDCTL_BIN ?? "etcdctl";
+    const script = `#!/bin/sh\ncase "$*" in *"user add"*) echo "refused: $*" >&2; exit 1;; esac\nexec "${real}" "$@"\n`;
+    await writeFile(fake, script, { mode: 0o755 });
+    const before = etcdChildren();
+    expect(before.length).toBeGreaterThan(0); // the shared etcd: pgrep sees this process's children
+    const saved = process.env.ETCDCTL_BIN;
+    process.env.ETCDCTL_BIN = fake;
+    try {
+      const failure = await startEtcd({ auth: { password: "pa55-w0rd" } }).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(Error);
+      expect((failure as Error).message).toContain("user add");
+      expect((failure as Error).message).not.toContain("pa55-w0rd");
+    } finally {
+      if (saved === undefined) delete process.env.ETCDCTL_BIN;
+      else process.env.ETCDCTL_BIN = saved;
+      await rm(bin, { recursive: true, force: true });
+    }
+    expect(etcdChildren()).toEqual(before);
+  });
+});
+
+/** The etcd processes this test process started and that still run. */
+function etcdChildren(): string[] {
+  try {
+    return execFileSync("pgrep", ["-P", String(process.pid), "-x", "etcd"], { encoding: "utf8" })
+      .split("\n")
+      .filter((line) => line !== "")
+      .sort();
+  } catch {
+    // pgrep exits with 1 when nothing matches.
+    return [];
+  }
+}
 
 /** Compacts etcd's history up to its current revision. */
 async function compactNow(): Promise<void> {

@@ -154,3 +154,37 @@ export function etcdError(url: string, cause: unknown): GantryError {
 export function closedError(url: string): GantryError {
   return discoveryErrors.create("GANTRY_ERR_REGISTRY_CLOSED", { url });
 }
+
+/**
+ * `promise`, or a rejection with the signal's reason as soon as `signal` aborts: for a loop that must
+ * stop at once, whatever a call to etcd that does not answer is still waiting for (its deadline ends it).
+ */
+export function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    promise.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    signal.addEventListener("abort", abort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", abort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", abort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** `promise`, or a rejection with `message` after `ms`; the timer never holds the process open. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms).unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -14,6 +14,11 @@ import { urlHosts } from "../open.js";
  * registry uses the same default.
  */
 export const DEFAULT_TTL_SECONDS = 10;
+/**
+ * The longest TTL: a day is far past any sensible one, and keeps the keep-alive timers (TTL/3, TTL)
+ * well under the 2^31 - 1 ms beyond which Node fires a timer after 1 ms instead.
+ */
+const MAX_TTL_SECONDS = 24 * 60 * 60;
 export const DEFAULT_PREFIX = "/gantry";
 const DEFAULT_PORT = 2379;
 
@@ -120,13 +125,14 @@ export function retryCeiling(settings: EtcdSettings): number {
   return Math.min(5000, (settings.ttlSeconds * 1000) / 3);
 }
 
-/** `10s`, `1m`, `2500ms` (whole seconds only: etcd leases count seconds). */
+/** `10s`, `1m`, `2500ms` (whole seconds only: etcd leases count seconds), from 1 s to 24 h. */
 function parseTtl(raw: string | undefined, fail: (problem: string) => Error): number {
   if (raw === undefined) return DEFAULT_TTL_SECONDS;
   const match = /^(\d+)(ms|s|m|h)$/.exec(raw.trim());
   if (match === null) throw fail(`ttl must be a duration such as 10s or 1m, got ${JSON.stringify(raw)}`);
   const ms = Number(match[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as "ms" | "s" | "m" | "h"];
   if (ms < 1000) throw fail(`ttl must be at least 1s, got ${raw}`);
+  if (!(ms <= MAX_TTL_SECONDS * 1000)) throw fail(`ttl must be at most 24h, got ${raw}`);
   if (ms % 1000 !== 0) throw fail(`ttl must be whole seconds (etcd leases count seconds), got ${raw}`);
   return ms / 1000;
 }

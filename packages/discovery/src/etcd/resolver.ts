@@ -10,7 +10,7 @@ import {
 import type { Etcd3, IKeyValue, IRangeResponse } from "etcd3";
 import { WatchHub } from "../hub.js";
 import { backoff, pause } from "../retry.js";
-import { closedError, describe, etcdError } from "./client.js";
+import { closedError, describe, etcdError, unlessAborted } from "./client.js";
 import { type EtcdSettings, retryCeiling } from "./options.js";
 
 /** A watch that stayed up this long was healthy: the next failure starts the backoff over. */
@@ -115,7 +115,8 @@ export class EtcdResolver implements Resolver {
     while (!signal.aborted) {
       let listed: { instances: ServiceInstance[]; revision: bigint };
       try {
-        listed = await this.#range(undefined);
+        // Raced against the stop, so that a close need not wait out the call's deadline.
+        listed = await unlessAborted(this.#range(undefined), signal);
       } catch (error) {
         if (signal.aborted) return;
         const delay = backoff(failures++, 100, maxDelay);

@@ -72,14 +72,17 @@ const ETCDCTL_TIMEOUT_MS = 15_000;
 /** Starts an etcd on free loopback ports with a fresh data directory, and waits until it answers. */
 export async function startEtcd(options: EtcdServerOptions = {}): Promise<EtcdServer> {
   const dir = await mkdtemp(join(tmpdir(), "gantry-etcd-"));
+  let server: LocalEtcd | undefined;
   try {
     const [clientPort, peerPort] = await freePorts(2);
     const tls = options.tls === undefined || options.tls === false ? undefined : await makeCertificates(dir);
     const clientCerts = typeof options.tls === "object" && options.tls.clientCerts;
-    const server = new LocalEtcd({ dir, clientPort, peerPort, tls, clientCerts, options });
+    server = new LocalEtcd({ dir, clientPort, peerPort, tls, clientCerts, options });
     await server.start();
     return server;
   } catch (error) {
+    // A setup step after the spawn (auth) may fail with etcd running: stop it, not only its directory.
+    await server?.close().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
@@ -140,7 +143,12 @@ class LocalEtcd implements EtcdServer {
       flags.push(`--cacert=${this.tls.ca}`, `--cert=${this.tls.cert}`, `--key=${this.tls.key}`);
     const auth = this.#init.options.auth;
     if (auth !== undefined && this.#authOn) flags.push(`--user=root:${auth.password}`);
-    return run(process.env.ETCDCTL_BIN ?? "etcdctl", [...flags, ...args], { ...process.env, ETCDCTL_API: "3" });
+    return run(
+      process.env.ETCDCTL_BIN ?? "etcdctl",
+      [...flags, ...args],
+      { ...process.env, ETCDCTL_API: "3" },
+      auth?.password,
+    );
   }
 
   async start(): Promise<void> {
@@ -346,16 +354,14 @@ async function freePorts(count: number): Promise<number[]> {
   }
 }
 
-function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+/** Runs `file`; its error names the command, with `secret` (a password in the arguments) masked everywhere. */
+function run(file: string, args: string[], env: NodeJS.ProcessEnv, secret?: string): Promise<string> {
+  const mask = (text: string) => (secret === undefined || secret === "" ? text : text.replaceAll(secret, "***"));
   return new Promise((resolve, reject) => {
     execFile(file, args, { env, timeout: ETCDCTL_TIMEOUT_MS }, (error, stdout, stderr) => {
       if (error === null) resolve(stdout);
-      else
-        reject(
-          new Error(
-            `${file} ${args.filter((a) => !a.startsWith("--user=")).join(" ")}: ${stderr.trim() || error.message}`,
-          ),
-        );
+      // execFile's own message repeats the command line, so it is masked too.
+      else reject(new Error(mask(`${file} ${args.join(" ")}: ${stderr.trim() || error.message}`)));
     });
   });
 }
