@@ -82,6 +82,7 @@ export { Empty } from "./message/well-known.js";
 export type { Constructor } from "./metadata.js";
 export { CallStream } from "./pipeline/streams.js";
 export type { ExecutionContext, Guard, GuardRef, Interceptor, InterceptorRef } from "./pipeline/types.js";
+export { type ClientSpec, clientToken, InjectClient, implementedElsewhere } from "./service/client.js";
 export type { ClientCallOptions, MessageInit, ServiceClient } from "./service/client-types.js";
 export {
   type CustomDecorator,

@@ -1,10 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { ClientTransport } from "../client/types.js";
 import { type ConfigSources, loadConfig } from "../config/load.js";
 import type { ConfigSchema } from "../config/schema.js";
 import { CallContext, type CallInit, currentCall } from "../context/call-context.js";
 import { Metadata } from "../context/metadata.js";
 import { AppContainer, type Provider } from "../di/container.js";
+import type { Token } from "../di/token.js";
 import { appStateChannel } from "../diagnostics.js";
 import { GantryError } from "../errors/gantry-error.js";
 import { coreErrors } from "../errors/table.js";
@@ -15,9 +17,11 @@ import { Invoker, type MethodHandler } from "../pipeline/invoker.js";
 import type { CallStream } from "../pipeline/streams.js";
 import type { Guard, GuardRef, Interceptor, InterceptorRef } from "../pipeline/types.js";
 import { type Discovery, REGISTRY, type Registry, type ServiceInstance } from "../registry/index.js";
+import { type ClientSpec, clientToken } from "../service/client.js";
 import type { ClientCallOptions } from "../service/client-types.js";
 import { checkRoutes, describeService, type MethodDescriptor, type ServiceDescriptor } from "../service/descriptor.js";
 import { advertisedHost, type Endpoint, type Transport, type TransportHost } from "../transport/index.js";
+import { AppClients } from "./clients.js";
 import { type CoreConfigValues, coreConfigSchema } from "./config.js";
 import type { AppState } from "./state.js";
 
@@ -41,6 +45,15 @@ export interface AppOptions {
   discovery?: Discovery;
   /** Metadata every registered instance of this app carries. */
   metadata?: Readonly<Record<string, string>>;
+  /**
+   * The services this app calls, injected with `@InjectClient(Service)`: a class (a contract or an
+   * implementation), or `{ service, policy }` to set its balancer, timeouts, retries and breakers.
+   */
+  clients?: readonly (Constructor | ClientSpec)[];
+  /** The client sides calls go out on; by default those of the app's transports. */
+  clientTransports?: readonly ClientTransport[];
+  /** Default of `clients.direct`: calls to a service served here run in this process. */
+  clientsDirect?: boolean;
   logger?: LoggerOptions;
   /** Defaults for the `limits.*` and `shutdown.*` config keys. */
   maxConcurrentCalls?: number;
@@ -92,6 +105,7 @@ export class GantryApp {
   #endpoints: Endpoint[] = [];
   #registry: Registry | undefined;
   #registration: AbortController | undefined;
+  #appClients: AppClients | undefined;
   #listening: Transport[] = [];
   #starting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -145,7 +159,7 @@ export class GantryApp {
   }
 
   /** Something DI built, after start. */
-  get<T>(target: Constructor<T> | ConfigSchema<T> | symbol): Promise<T> {
+  get<T>(target: Constructor<T> | ConfigSchema<T> | Token<T>): Promise<T> {
     if (this.#container === undefined)
       throw coreErrors.create("GANTRY_ERR_APP_STATE", { action: "resolve from", state: this.#state });
     return this.#container.resolve(target as Constructor<T>);
@@ -193,9 +207,20 @@ export class GantryApp {
       { method, transport: "direct", metadata: new Metadata(Object.entries(options.metadata ?? {})), deadline },
       this.#log,
     );
-    const output = await invoker.invoke(method, input, call);
-    if (method.stream === "server" || method.stream === "bidi") return copyStream(method, output as CallStream);
-    return copyOutput(method, output);
+    // The caller's cancellation (its own signal, or the call it runs in being cancelled) reaches this call.
+    const signals = [options.signal, parent?.signal].filter((signal) => signal !== undefined);
+    const cancel = () => call.abort(coreErrors.create("GANTRY_ERR_CANCELLED"));
+    for (const signal of signals) {
+      if (signal.aborted) cancel();
+      else signal.addEventListener("abort", cancel, { once: true });
+    }
+    try {
+      const output = await invoker.invoke(method, input, call);
+      if (method.stream === "server" || method.stream === "bidi") return copyStream(method, output as CallStream);
+      return copyOutput(method, output);
+    } finally {
+      for (const signal of signals) signal.removeEventListener("abort", cancel);
+    }
   }
 
   /** The descriptor of a method, by service class (or full name) and member or wire name. */
@@ -243,6 +268,11 @@ export class GantryApp {
     this.#container = container;
     container.provide({ provide: LOGGER, useValue: log }, "logger");
     if (this.#registry !== undefined) container.provide({ provide: REGISTRY, useValue: this.#registry }, "registry");
+    const clients = this.#clients(core, log, transports);
+    for (const spec of appOptions.clients ?? []) {
+      const service = typeof spec === "function" ? spec : spec.service;
+      container.provide({ provide: clientToken(service), useValue: clients.client(spec) }, `clients: ${service.name}`);
+    }
     for (const schema of schemas)
       container.provide({ provide: schema.token, useValue: loaded.values.get(schema) }, schema.name);
     for (const [index, provider] of (appOptions.providers ?? []).entries()) container.provide(provider, String(index));
@@ -332,6 +362,8 @@ export class GantryApp {
   async #teardown(): Promise<void> {
     for (const transport of this.#listening.splice(0).reverse())
       await this.#step(`close ${transport.kind}`, () => transport.close());
+    const clients = this.#appClients;
+    if (clients !== undefined) await this.#step("close clients", () => clients.close());
     for (const hook of this.#shutdownHooks.clients) await this.#step("close clients", hook);
     for (const built of [...(this.#container?.built ?? [])].reverse()) {
       if (built.onStop !== undefined) await this.#step(`${built.owner}.onStop`, built.onStop);
@@ -360,6 +392,24 @@ export class GantryApp {
     this.#state = state;
     for (const listener of this.#stateListeners) listener(state);
     if (appStateChannel.hasSubscribers) appStateChannel.publish({ app: this, state });
+  }
+
+  /** The app's typed clients: direct to services served here, else through discovery. */
+  #clients(core: CoreConfigValues, log: Logger, transports: readonly Transport[]): AppClients {
+    const served = new Map<string, MethodDescriptor>();
+    for (const service of this.#services) for (const method of service.methods) served.set(method.path, method);
+    const clientTransports =
+      this.options.clientTransports ??
+      transports.flatMap((transport) => (transport.client === undefined ? [] : [transport.client()]));
+    this.#appClients = new AppClients({
+      registry: this.#registry,
+      transports: clientTransports,
+      log,
+      forward: core.clients.forwardMetadata,
+      local: core.clients.direct ? (method) => served.get(method.path) : () => undefined,
+      direct: (method, input, options) => this.call(method, input, options),
+    });
+    return this.#appClients;
   }
 
   #host(): TransportHost {

@@ -23,6 +23,16 @@ export function coreConfigSchema(options: AppOptions) {
         }),
       },
       zone: config.string({ doc: "The zone registered with every instance, for zone-aware balancing" }),
+      clients: {
+        direct: config.boolean({
+          default: options.clientsDirect ?? true,
+          doc: "Calls to a service served in this process run here, through the pipeline, without the network",
+        }),
+        forwardMetadata: config.list({
+          default: [],
+          doc: "Inbound metadata keys copied onto every outbound call (the request id always is)",
+        }),
+      },
       registration: {
         timeout: config.duration({
           default: 30_000,

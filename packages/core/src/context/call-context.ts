@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import type { GantryError } from "../errors/gantry-error.js";
+import { coreErrors } from "../errors/table.js";
 import type { Logger } from "../logger.js";
 import type { MethodDescriptor } from "../service/descriptor.js";
 import { Metadata } from "./metadata.js";
@@ -153,14 +154,30 @@ export class CallContext {
     this.#onAbort = listener;
   }
 
-  /** @internal Aborts the call's signal with this reason; later reasons are ignored. */
+  /**
+   * @internal Aborts the call's signal with this reason; later reasons are ignored. A cancellation
+   * that arrives at the deadline is the deadline: the caller gave up because its time ran out, and its
+   * cancel (a closed connection, an RST_STREAM) merely raced the server's own timer.
+   */
   abort(reason: GantryError): void {
     if (this.#abortReason !== undefined) return;
+    if (
+      reason.status === "CANCELLED" &&
+      this.#deadline !== undefined &&
+      Date.now() >= this.#deadline - DEADLINE_SLACK_MS
+    ) {
+      reason = coreErrors.create("GANTRY_ERR_DEADLINE_EXCEEDED", {
+        timeoutMs: Math.max(0, this.#deadline - this.startedAt),
+      });
+    }
     this.#abortReason = reason;
     this.#controller?.abort(reason);
     this.#onAbort?.(reason);
   }
 }
+
+/** A cancel this close to the deadline (clocks and timers differ a little between processes) is the deadline. */
+const DEADLINE_SLACK_MS = 20;
 
 const storage = new AsyncLocalStorage<CallContext>();
 

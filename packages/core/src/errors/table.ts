@@ -51,6 +51,36 @@ export const coreErrors = defineErrors({
     retryable: true,
     message: "the app is {state}, not serving",
   },
+  // Outbound calls (the client runtime and the transports' client sides).
+  GANTRY_ERR_CONNECT: {
+    status: "UNAVAILABLE",
+    retryable: true,
+    message: "could not reach {target}: {reason}",
+  },
+  GANTRY_ERR_NO_INSTANCES: {
+    status: "UNAVAILABLE",
+    retryable: true,
+    message: "no instance of {service} is available{why}",
+  },
+  GANTRY_ERR_THROTTLED: {
+    status: "UNAVAILABLE",
+    retryable: true,
+    message: "{service} is failing; the client throttles calls to it",
+  },
+  GANTRY_ERR_BULKHEAD_FULL: {
+    status: "RESOURCE_EXHAUSTED",
+    retryable: false,
+    message: "{service} already has {limit} calls in flight from this client",
+  },
+  GANTRY_ERR_UPSTREAM: {
+    status: "UNAVAILABLE",
+    retryable: true,
+    message: "a call this method made failed: {reason}",
+  },
+  GANTRY_ERR_BAD_RESPONSE: {
+    status: "INTERNAL",
+    message: "{target} answered {method} with something that is not a valid reply: {reason}",
+  },
   // Bootstrap: decorators and DI.
   GANTRY_ERR_NOT_A_SERVICE: {
     status: "FAILED_PRECONDITION",

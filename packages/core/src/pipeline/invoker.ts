@@ -1,3 +1,4 @@
+import { NEVER_RAN_CODES } from "../client/retry.js";
 import { type CallContext, runInCall } from "../context/call-context.js";
 import { callChannel } from "../diagnostics.js";
 import type { GantryError } from "../errors/gantry-error.js";
@@ -198,7 +199,13 @@ export class Invoker {
   }
 
   #fault(error: unknown, call: CallContext): GantryError {
-    const fault = toGantryError(error);
+    let fault = toGantryError(error);
+    // A code that tells a caller "your call never ran" is true only of this server's own refusals. The
+    // same code thrown by the method came from a call it made: this call did run, so it must not look
+    // safe to retry.
+    if (NEVER_RAN_CODES.has(fault.code)) {
+      fault = coreErrors.create("GANTRY_ERR_UPSTREAM", { reason: fault.message }, { cause: fault });
+    }
     if (SERVER_FAULTS.has(fault.status)) {
       const cause = fault.cause ?? error;
       call.log.error({ err: cause, code: fault.code, details: fault.details }, `${call.method.path} failed`);

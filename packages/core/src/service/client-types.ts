@@ -16,6 +16,8 @@ export interface ClientCallOptions {
   metadata?: Readonly<Record<string, string>>;
   /** The call's timeout; the remaining deadline of the current call, if sooner, wins. */
   timeoutMs?: number;
+  /** Cancels the call (CANCELLED); the current call's cancellation cancels it too. */
+  signal?: AbortSignal;
 }
 
 /** The input a method of a service takes, or void for one that takes none. */

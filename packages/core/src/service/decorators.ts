@@ -204,9 +204,16 @@ function classExtensions(type: Constructor): ClassExtensions {
   return extensions;
 }
 
-/** @internal */
-export function serviceOptions(type: Constructor): ServiceOptions | undefined {
-  return getOwn<ServiceOptions>("service", type);
+/**
+ * @internal The @Service options of a class, or of its nearest base that has them (a class that
+ * implements a contract inherits the contract's service), with the class that declared them.
+ */
+export function serviceOptions(type: Constructor): { options: ServiceOptions; declaredBy: Constructor } | undefined {
+  for (const link of classChain(type).reverse()) {
+    const options = getOwn<ServiceOptions>("service", link);
+    if (options !== undefined) return { options, declaredBy: link };
+  }
+  return undefined;
 }
 
 /**

@@ -76,10 +76,12 @@ const API_VERSION = /^v\d+((alpha|beta)\d*)?$/;
  * a coded error that names the class and member at fault.
  */
 export function describeService(type: Constructor): ServiceDescriptor {
-  const options = serviceOptions(type);
-  if (options === undefined)
+  const declared = serviceOptions(type);
+  if (declared === undefined)
     throw coreErrors.create("GANTRY_ERR_NOT_A_SERVICE", { name: type.name || "anonymous class" });
-  const name = options.name ?? type.name;
+  // A class that implements a contract is the contract's service, named after the contract.
+  const { options, declaredBy } = declared;
+  const name = options.name ?? declaredBy.name;
   const pkg = options.version === undefined ? options.package : `${options.package}.${options.version}`;
   const fail = (member: string, problem: string) =>
     coreErrors.create("GANTRY_ERR_METHOD_TYPE", { service: type.name, member, problem });

@@ -74,6 +74,36 @@ export async function createTestApp(app: GantryApp | AppOptions, options: TestAp
   return new TestApp(testApp);
 }
 
+/**
+ * A resolver with fixed instances: each endpoint set is one instance of whichever service is asked
+ * for (for tests of clients without a registry).
+ */
+export function fixedResolver(endpoints: readonly Readonly<Record<string, string>>[]): Resolver {
+  const instances = (service = "*") =>
+    endpoints.map((set, index) => ({
+      id: `${service}-${index}`,
+      service,
+      apiVersion: undefined,
+      version: "",
+      endpoints: set,
+      metadata: {},
+    }));
+  return {
+    list: async (service) => instances(service),
+    watch(service, listener) {
+      let open = true;
+      queueMicrotask(() => {
+        if (open) listener({ type: "snapshot", instances: instances(service) });
+      });
+      return {
+        close: () => {
+          open = false;
+        },
+      };
+    },
+  };
+}
+
 /** A discovery whose registry is the given registrar and resolver, for lifecycle tests. */
 export function discoveryOf(parts: {
   registrar?: Registrar;
@@ -100,4 +130,5 @@ export {
   conformanceApp,
   conformanceCases,
   conformanceProbe,
+  typedConformanceClient,
 } from "./conformance.js";

@@ -5,6 +5,7 @@
 import { existsSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import type { AppState } from "../app/state.js";
+import type { ClientTransport } from "../client/types.js";
 import type { ConfigSchema } from "../config/schema.js";
 import type { CallContext, CallInit } from "../context/call-context.js";
 import type { Logger } from "../logger.js";
@@ -60,6 +61,8 @@ export interface Transport {
   /** The config keys it reads (`http.*`), if any. */
   readonly config?: ConfigSchema<unknown>;
   listen(host: TransportHost): Promise<readonly Endpoint[]>;
+  /** Its client side, for the app's typed clients to call instances over it. */
+  client?(): ClientTransport;
   drain(): void | Promise<void>;
   close(): Promise<void>;
 }

@@ -1,0 +1,133 @@
+/**
+ * The client contract: what a transport's client side gives the transport-neutral client runtime,
+ * and the policy a caller sets for the calls it makes to one service.
+ */
+import type { Logger } from "../logger.js";
+import type { Resolver, ServiceInstance } from "../registry/index.js";
+import type { MethodDescriptor, ServiceDescriptor } from "../service/descriptor.js";
+
+/** One attempt of a call, as a channel sends it. */
+export interface OutboundCall {
+  readonly method: MethodDescriptor;
+  /** When the call must be done by (ms since the epoch); sent on the wire as `grpc-timeout`. */
+  readonly deadline: number | undefined;
+  /** Sent as gRPC metadata or HTTP headers (lower-case keys). */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Aborted when the caller gives up (deadline, cancellation, shutdown). */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * A connection (or a pool of them) to one endpoint of one instance. Opened lazily, on the first call;
+ * closed by the runtime when the instance leaves the registry.
+ */
+export interface Channel {
+  /**
+   * Sends one unary call: `input` is the input message as native values (what `readMessage` gives);
+   * resolves with the output message as native values, or rejects with a GantryError: the callee's
+   * own status, code, message, details and retryability unchanged; `GANTRY_ERR_CONNECT` (UNAVAILABLE)
+   * when the request could not be delivered at all (refused, reset before sending), so even a
+   * non-idempotent call may go elsewhere; DEADLINE_EXCEEDED / CANCELLED when `call.signal` aborts.
+   */
+  unary(call: OutboundCall, input: unknown): Promise<unknown>;
+  close(): void;
+}
+
+/** The client side of a transport: makes channels to endpoint URLs of its own kind. */
+export interface ClientTransport {
+  /** `grpc`, `http`: the key of the endpoints it can call in a ServiceInstance. */
+  readonly kind: string;
+  /** A channel to `url` (such as `grpc://10.0.0.5:50051`); nothing is opened until its first call. */
+  channel(url: string): Channel;
+}
+
+/** What a balancer knows of one instance when it picks. */
+export interface InstanceStats {
+  readonly instance: ServiceInstance;
+  /** Calls in flight to it now. */
+  readonly inFlight: number;
+  /** Exponentially weighted moving average of its latency, ms (0 before the first answer). */
+  readonly latencyEwma: number;
+  /** `weight` from its metadata, else 1. */
+  readonly weight: number;
+}
+
+export type BalancerName = "p2c" | "round-robin" | "random" | "weighted" | "least-outstanding";
+
+/** Picks one of the eligible instances (never empty) for one attempt. */
+export interface Balancer {
+  pick(candidates: readonly InstanceStats[]): InstanceStats;
+}
+
+/** An outbound interceptor: sees every call this client makes, around all its attempts. */
+export type ClientInterceptor = (
+  call: { readonly method: MethodDescriptor; readonly input: unknown; metadata: Record<string, string> },
+  next: () => Promise<unknown>,
+) => Promise<unknown>;
+
+/** How a caller calls one service. Every field has a default. */
+export interface ClientPolicy {
+  /** Transport kinds in order of preference; the first an instance offers is used. Default `grpc`, `http`. */
+  readonly transports?: readonly string[];
+  /** Default `p2c`: power of two choices over EWMA latency and calls in flight. */
+  readonly balancer?: BalancerName | Balancer;
+  /** Only instances with this release version, zone and metadata (a zone with none falls back to all). */
+  readonly select?: {
+    readonly version?: string;
+    readonly zone?: string;
+    readonly metadata?: Readonly<Record<string, string>>;
+  };
+  /** Use only this many instances, chosen deterministically per client (large fleets). Default: all. */
+  readonly subsetSize?: number;
+  /**
+   * Default timeout of every call, ms; per method by method name (`SayHello`) in `methodTimeoutsMs`,
+   * which beats the method's own `@Method({ timeoutMs })`, which beats `timeoutMs`.
+   */
+  readonly timeoutMs?: number;
+  readonly methodTimeoutsMs?: Readonly<Record<string, number>>;
+  readonly retry?: {
+    /** Attempts in all, the first included. Default 3. */
+    readonly maxAttempts?: number;
+    /** Backoff: full jitter between 0 and min(maxDelayMs, baseDelayMs * 2^n). Defaults 25 and 1000. */
+    readonly baseDelayMs?: number;
+    readonly maxDelayMs?: number;
+    /** Retries stay under this share of calls. Default 0.1. */
+    readonly budgetRatio?: number;
+    /** …with at least this many retries a second allowed, for quiet clients. Default 10. */
+    readonly minRetriesPerSecond?: number;
+  };
+  /** Outlier ejection per instance. */
+  readonly ejection?: {
+    /** Consecutive failures that eject an instance. Default 5. */
+    readonly consecutiveFailures?: number;
+    /** First ejection; it doubles with each ejection in a row, up to `maxEjectionMs`. Defaults 1000, 30000. */
+    readonly baseEjectionMs?: number;
+    readonly maxEjectionMs?: number;
+    /** Never eject more than this share of instances. Default 0.5. */
+    readonly maxEjectedShare?: number;
+  };
+  /** The adaptive throttle per service (SRE book): reject locally with probability max(0, (requests − k·accepts) / (requests + 1)). `false` turns it off. Default k = 2. */
+  readonly throttle?: { readonly k?: number } | false;
+  /** At most this many calls in flight to the service; more fail at once with RESOURCE_EXHAUSTED. Default unlimited. */
+  readonly bulkhead?: number;
+  /** Called when a call fails for good; its result (or throw) is the call's. */
+  readonly fallback?: (method: MethodDescriptor, input: unknown, error: Error) => unknown;
+  readonly interceptors?: readonly ClientInterceptor[];
+}
+
+/** Everything a client runtime for one service needs. */
+export interface ClientRuntimeOptions {
+  readonly service: ServiceDescriptor;
+  readonly resolver: Resolver;
+  readonly transports: readonly ClientTransport[];
+  readonly log: Logger;
+  readonly policy?: ClientPolicy;
+}
+
+/** Per-call options of the runtime. */
+export interface RuntimeCallOptions {
+  /** Absolute deadline (the caller's remaining inbound deadline and its own timeout, already combined). */
+  readonly deadline?: number;
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly signal?: AbortSignal;
+}
