@@ -1,5 +1,6 @@
 import { type ConfigOf, config, defineConfig } from "@gantry/core";
 import { defaultHost } from "@gantry/core/transport";
+import type { GrpcClientOptions } from "./client.js";
 
 /** TLS from PEM files. With `ca` set, clients must present a certificate it signed (mutual TLS). */
 export interface GrpcTlsOptions {
@@ -11,6 +12,8 @@ export interface GrpcTlsOptions {
 
 /** Code defaults for the `grpc.*` config keys; config files, the environment and flags override them. */
 export interface GrpcTransportOptions {
+  /** How the app's typed clients call other instances over gRPC (TLS, keepalive, sizes). */
+  client?: GrpcClientOptions;
   port?: number;
   host?: string;
   /** The largest message received, in bytes; 4 MiB by default. */

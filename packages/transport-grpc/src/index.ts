@@ -1,3 +1,4 @@
+export { type GrpcClientOptions, type GrpcClientTlsOptions, grpcClientTransport } from "./client.js";
 export { decodeMessage, encodeMessage } from "./codec.js";
 export { type GrpcTlsOptions, type GrpcTransportOptions, grpcConfigSchema } from "./config.js";
 export { grpcErrors } from "./errors.js";

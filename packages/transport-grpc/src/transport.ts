@@ -11,6 +11,7 @@ import {
   type MethodDescriptor,
   toGantryError,
 } from "@gantry/core";
+import type { ClientTransport } from "@gantry/core/client";
 import { type Endpoint, endpointUrl, type Transport, type TransportHost } from "@gantry/core/transport";
 import {
   type ChannelOptions,
@@ -27,6 +28,7 @@ import {
   type sendUnaryData,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { type GrpcClientOptions, grpcClientTransport } from "./client.js";
 import { decodeMessage, encodeMessage } from "./codec.js";
 import { type GrpcConfig, type GrpcTransportOptions, grpcConfigSchema } from "./config.js";
 import { grpcErrors } from "./errors.js";
@@ -65,9 +67,17 @@ export class GrpcTransport implements Transport {
   #health: HealthService | undefined;
   #address: string | undefined;
 
+  readonly #clientOptions: GrpcClientOptions | undefined;
+
   constructor(options: GrpcTransportOptions = {}) {
     this.#schema = grpcConfigSchema(options);
     this.config = this.#schema as ConfigSchema<unknown>;
+    this.#clientOptions = options.client;
+  }
+
+  /** The client side, for the app's typed clients: `grpcClientTransport(options.client)`. */
+  client(): ClientTransport {
+    return grpcClientTransport(this.#clientOptions);
   }
 
   async listen(host: TransportHost): Promise<readonly Endpoint[]> {

@@ -1,5 +1,6 @@
 import { type ConfigOf, config, defineConfig } from "@gantry/core";
 import { defaultHost } from "@gantry/core/transport";
+import type { HttpClientOptions } from "./client.js";
 
 export type ServingPath = "auto" | "fast" | "express";
 
@@ -15,6 +16,8 @@ export interface CorsOptions {
 
 /** Code defaults for the `http.*` config keys; config files, the environment and flags override them. */
 export interface HttpTransportOptions {
+  /** How the app's typed clients call other instances over HTTP (sockets, response size). */
+  client?: HttpClientOptions;
   port?: number;
   host?: string;
   /** The largest request body taken, in bytes; 1 MiB by default. */

@@ -9,6 +9,7 @@
 import { type HttpTransportOptions } from "./config.js";
 import { HttpTransport } from "./transport.js";
 
+export { type HttpClientOptions, httpClientTransport } from "./client.js";
 export {
   type CorsOptions,
   type HttpConfig,

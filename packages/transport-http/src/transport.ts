@@ -15,8 +15,10 @@ import {
   toGantryError,
   writeMessage,
 } from "@gantry/core";
+import type { ClientTransport } from "@gantry/core/client";
 import { type Endpoint, endpointUrl, type Transport, type TransportHost } from "@gantry/core/transport";
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from "express";
+import { type HttpClientOptions, httpClientTransport } from "./client.js";
 import { type HttpConfig, type HttpTransportOptions, httpConfigSchema } from "./config.js";
 import { corsHeaders, preflightHeaders } from "./cors.js";
 import { httpErrors } from "./errors.js";
@@ -66,11 +68,19 @@ export class HttpTransport implements Transport {
   #closed: Promise<void> | undefined;
   #draining = false;
 
+  readonly #clientOptions: HttpClientOptions | undefined;
+
   constructor(options: HttpTransportOptions = {}) {
     this.#schema = httpConfigSchema(options);
     this.config = this.#schema as ConfigSchema<unknown>;
     this.express = express();
     this.express.disable("x-powered-by");
+    this.#clientOptions = options.client;
+  }
+
+  /** The client side, for the app's typed clients: `httpClientTransport(options.client)`. */
+  client(): ClientTransport {
+    return httpClientTransport(this.#clientOptions);
   }
 
   /**

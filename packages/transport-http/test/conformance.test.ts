@@ -1,12 +1,16 @@
-import { createApp, formatTimeout, type GantryApp, isStatusName, TIMEOUT_HEADER } from "@gantry/core";
+import { clientToken, createApp, formatTimeout, type GantryApp, isStatusName, TIMEOUT_HEADER } from "@gantry/core";
 import {
   type ConformanceCallOptions,
   type ConformanceClient,
   type ConformanceFailure,
+  ConformanceService,
   conformanceApp,
   conformanceCases,
+  discoveryOf,
+  fixedResolver,
+  typedConformanceClient,
 } from "@gantry/core/testing";
-import { type HttpTransport, httpTransport } from "@gantry/transport-http";
+import { type HttpTransport, httpClientTransport, httpTransport } from "@gantry/transport-http";
 import { afterAll, beforeAll, describe, test } from "vitest";
 
 /** The conformance client over HTTP: the uniform route, JSON bodies, problem+json errors. */
@@ -51,4 +55,34 @@ describe.each(["fast", "express"] as const)("HTTP transport conformance (%s path
   afterAll(() => app.close());
 
   for (const c of conformanceCases) test(c.name, () => c.run(client));
+});
+
+describe("a typed client over http, through the client runtime", () => {
+  let server: GantryApp;
+  let caller: GantryApp;
+  let typed: ConformanceClient;
+
+  beforeAll(async () => {
+    server = createApp(conformanceApp(httpTransport({ port: 0, host: "127.0.0.1" })));
+    await server.start({ env: {}, flags: { "log.level": "silent" } });
+    caller = createApp({
+      name: "caller",
+      services: [],
+      clients: [ConformanceService],
+      clientTransports: [httpClientTransport()],
+      discovery: discoveryOf({ resolver: fixedResolver([{ http: server.endpoints[0].url }]) }),
+    });
+    await caller.start({ env: {}, flags: { "log.level": "silent" } });
+    typed = typedConformanceClient(await caller.get(clientToken(ConformanceService)));
+  });
+
+  afterAll(async () => {
+    await caller.close();
+    await server.close();
+  });
+
+  for (const c of conformanceCases) {
+    if (c.needs !== undefined) test.skip(`${c.name} (skipped: a typed client has no ${c.needs})`, () => undefined);
+    else test(c.name, () => c.run(typed));
+  }
 });

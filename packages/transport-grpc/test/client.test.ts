@@ -1,0 +1,792 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type Server as NetServer, type Socket, connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  type CallContext,
+  createApp,
+  describeService,
+  Field,
+  type GantryApp,
+  GantryError,
+  isGantryError,
+  Message,
+  Method,
+  type MethodDescriptor,
+  registerEnum,
+  Service,
+  Status,
+  type StatusName,
+} from "@gantry/core";
+import {
+  Server,
+  ServerCredentials,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
+import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from "vitest";
+import { encodeMessage, grpcClientTransport, grpcTransport } from "../src/index.js";
+
+// ------------------------------------------------------------------------------------------------
+// The service the client calls
+
+enum Mood {
+  MOOD_UNSPECIFIED = 0,
+  HAPPY = 1,
+  SAD = 2,
+}
+registerEnum(Mood, "Mood");
+
+@Message()
+class Inner {
+  @Field(1) name!: string;
+  @Field(2, { type: "int32" }) n!: number;
+}
+
+/** One field of every kind. */
+@Message()
+class Kitchen {
+  @Field(1) text!: string;
+  @Field(2, { type: "int32" }) i32!: number;
+  @Field(3, { type: "int64" }) i64!: bigint;
+  @Field(4, { type: "uint32" }) u32!: number;
+  @Field(5, { type: "uint64" }) u64!: bigint;
+  @Field(6, { type: "sint32" }) s32!: number;
+  @Field(7, { type: "sint64" }) s64!: bigint;
+  @Field(8, { type: "fixed32" }) fx32!: number;
+  @Field(9, { type: "fixed64" }) fx64!: bigint;
+  @Field(10, { type: "sfixed32" }) sfx32!: number;
+  @Field(11, { type: "sfixed64" }) sfx64!: bigint;
+  @Field(12, { type: "double" }) dbl!: number;
+  @Field(13, { type: "float" }) flt!: number;
+  @Field(14) flag!: boolean;
+  @Field(15) data!: Uint8Array;
+  @Field(16, { enum: Mood }) mood!: Mood;
+  @Field(17, { type: "timestamp" }) at!: Date;
+  @Field(18) inner!: Inner;
+  @Field(19, { type: "string", repeated: true }) tags!: string[];
+  @Field(20, { type: "int64", repeated: true }) ids!: bigint[];
+  @Field(21, { type: Inner, repeated: true }) items!: Inner[];
+  @Field(22, { map: { key: "string", value: "int64" } }) counts!: Record<string, bigint>;
+  @Field(23, { map: { key: "int32", value: Inner } }) byId!: Record<string, Inner>;
+  @Field(24, { optional: true }) maybe?: string;
+}
+
+@Message()
+class FailRequest {
+  @Field(1) status!: string;
+  @Field(2) code!: string;
+  @Field(3) message!: string;
+  @Field(4) retryable!: boolean;
+}
+
+@Message()
+class Checked {
+  @Field(1, { minLength: 2 }) name!: string;
+  @Field(2, { type: "int32", min: 0, max: 10 }) n!: number;
+}
+
+@Message()
+class SleepRequest {
+  @Field(1, { type: "int32" }) ms!: number;
+  @Field(2) key!: string;
+}
+
+@Message()
+class SleepReply {
+  @Field(1) aborted!: boolean;
+}
+
+@Message()
+class MetaReply {
+  @Field(1, { map: { key: "string", value: "string" } }) entries!: Record<string, string>;
+}
+
+@Message()
+class Nothing {}
+
+/** What the server's methods saw, by key. */
+interface Seen {
+  /** ms from the call's start to its deadline, as the server computed it from the wire. */
+  budgetMs: number | undefined;
+  abortedWith?: string;
+}
+const seen = new Map<string, Seen>();
+/** Resolved when a sleeping method with this key starts. */
+const started = new Map<string, () => void>();
+/** A sleeping method with a key in here waits for it instead of its `ms`. */
+const gates = new Map<string, Promise<void>>();
+
+/** Makes the sleeping method with this key wait until the returned function is called. */
+function gate(key: string): () => void {
+  let open: () => void = () => {};
+  gates.set(key, new Promise<void>((resolve) => (open = resolve)));
+  return () => open();
+}
+
+@Service({ package: "clienttest", version: "v1" })
+class ProbeService {
+  @Method({ output: Kitchen })
+  async echo(request: Kitchen): Promise<Kitchen> {
+    return request;
+  }
+
+  @Method({ output: Nothing })
+  async fail(request: FailRequest): Promise<Nothing> {
+    const violations =
+      request.status === "INVALID_ARGUMENT" ? [{ field: "items[2].name", description: "is too short" }] : undefined;
+    throw new GantryError(request.status as StatusName, request.message, {
+      code: request.code,
+      retryable: request.retryable,
+      violations,
+      details: { hint: "look left" },
+    });
+  }
+
+  @Method({ input: Nothing, output: Nothing })
+  async crash(): Promise<Nothing> {
+    throw new Error("database password is hunter2");
+  }
+
+  @Method({ output: Checked })
+  async check(request: Checked): Promise<Checked> {
+    return request;
+  }
+
+  @Method({ output: SleepReply })
+  async sleep(request: SleepRequest, call: CallContext): Promise<SleepReply> {
+    const record: Seen = { budgetMs: call.deadline === undefined ? undefined : call.deadline - call.startedAt };
+    seen.set(request.key, record);
+    started.get(request.key)?.();
+    await new Promise<void>((resolve) => {
+      const gated = gates.get(request.key);
+      const timer = gated === undefined ? setTimeout(resolve, request.ms) : undefined;
+      gated?.then(resolve);
+      call.signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        record.abortedWith = (call.signal.reason as GantryError).status;
+        resolve();
+      });
+    });
+    return { aborted: call.signal.aborted };
+  }
+
+  @Method({ input: Nothing, output: MetaReply })
+  async meta(_request: Nothing, call: CallContext): Promise<MetaReply> {
+    const entries: Record<string, string> = {};
+    for (const [key, values] of call.metadata.entries()) if (key.startsWith("x-")) entries[key] = values.join(",");
+    return { entries };
+  }
+}
+
+const methods = new Map(describeService(ProbeService).methods.map((m) => [m.name, m]));
+
+function method(name: string): MethodDescriptor {
+  return methods.get(name) as MethodDescriptor;
+}
+
+interface CallOptions {
+  timeoutMs?: number;
+  metadata?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+function outbound(name: string, options: CallOptions = {}) {
+  return {
+    method: method(name),
+    deadline: options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs,
+    metadata: options.metadata ?? {},
+    signal: options.signal ?? new AbortController().signal,
+  };
+}
+
+/** The rejection of a call, which must be a GantryError. */
+async function failure(promise: Promise<unknown>): Promise<GantryError> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  if (!isGantryError(error)) throw new Error(`expected a GantryError, got ${String(error)}`);
+  return error;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Real servers, and a TCP proxy that counts and can cut connections
+
+async function startApp(transport = grpcTransport({ host: "127.0.0.1", port: 0 })): Promise<GantryApp> {
+  const app = createApp({
+    name: "grpc-client-test",
+    services: [ProbeService],
+    transports: [transport],
+    shutdown: { drainTimeoutMs: 100 },
+  });
+  await app.start({ env: {}, flags: { "log.level": "silent" } });
+  return app;
+}
+
+class TcpProxy {
+  connections = 0;
+  readonly open = new Set<Socket>();
+  readonly #server: NetServer;
+
+  private constructor(server: NetServer) {
+    this.#server = server;
+  }
+
+  static async start(targetPort: number): Promise<TcpProxy> {
+    const server = createServer({ noDelay: true });
+    const proxy = new TcpProxy(server);
+    server.on("connection", (client) => {
+      proxy.connections++;
+      proxy.open.add(client);
+      const upstream = tcpConnect({ port: targetPort, host: "127.0.0.1", noDelay: true });
+      client.pipe(upstream).pipe(client);
+      client.on("error", () => {});
+      upstream.on("error", () => {});
+      client.on("close", () => {
+        proxy.open.delete(client);
+        upstream.destroy();
+      });
+      upstream.on("close", () => client.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return proxy;
+  }
+
+  get url(): string {
+    return `grpc://127.0.0.1:${(this.#server.address() as { port: number }).port}`;
+  }
+
+  /** Cuts every connection, as a peer that dies does. */
+  cut(): void {
+    for (const socket of this.open) socket.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+const transport = grpcClientTransport();
+const channels: { close(): void }[] = [];
+
+function channel(url: string, client = transport) {
+  const made = client.channel(url);
+  channels.push(made);
+  return made;
+}
+
+afterEach(() => {
+  for (const made of channels.splice(0)) made.close();
+});
+
+// ------------------------------------------------------------------------------------------------
+
+describe("gRPC client against a Gantry server", () => {
+  let app: GantryApp;
+  let url: string;
+
+  beforeAll(async () => {
+    app = await startApp();
+    url = app.endpoints[0].url;
+  });
+
+  afterAll(async () => {
+    await app.close();
+  });
+
+  test("is the grpc kind", () => {
+    expect(transport.kind).toBe("grpc");
+  });
+
+  test("round-trips every field kind", async () => {
+    const input = {
+      text: "héllo ✓",
+      i32: -123,
+      i64: -(2n ** 63n),
+      u32: 4_294_967_295,
+      u64: 2n ** 64n - 1n,
+      s32: -2_147_483_648,
+      s64: 2n ** 63n - 1n,
+      fx32: 7,
+      fx64: 9_007_199_254_740_993n,
+      sfx32: -7,
+      sfx64: -9_007_199_254_740_993n,
+      dbl: Math.PI,
+      flt: 1.5,
+      flag: true,
+      data: new Uint8Array([0, 1, 254, 255]),
+      mood: Mood.SAD,
+      at: new Date("2024-02-29T12:34:56.789Z"),
+      inner: { name: "in", n: 5 },
+      tags: ["a", "b"],
+      ids: [1n, -2n, 2n ** 62n],
+      items: [
+        { name: "x", n: 1 },
+        { name: "y", n: 2 },
+      ],
+      counts: { a: 1n, b: -(2n ** 40n) },
+      byId: { "7": { name: "seven", n: 7 } },
+      maybe: "",
+    };
+    const output = (await channel(url).unary(outbound("Echo"), input)) as Kitchen;
+    expect(output).toEqual(input);
+    expect(output).toBeInstanceOf(Kitchen);
+    expect(typeof output.i64).toBe("bigint");
+  });
+
+  test("an empty message comes back with every default", async () => {
+    const output = await channel(url).unary(outbound("Echo"), {});
+    expect(output).toEqual({
+      text: "",
+      i32: 0,
+      i64: 0n,
+      u32: 0,
+      u64: 0n,
+      s32: 0,
+      s64: 0n,
+      fx32: 0,
+      fx64: 0n,
+      sfx32: 0,
+      sfx64: 0n,
+      dbl: 0,
+      flt: 0,
+      flag: false,
+      data: new Uint8Array(0),
+      mood: Mood.MOOD_UNSPECIFIED,
+      tags: [],
+      ids: [],
+      items: [],
+      counts: {},
+      byId: {},
+    });
+  });
+
+  test.each(Object.keys(Status) as StatusName[])(
+    "%s arrives with its code, message and retryability",
+    async (status) => {
+      const retryable = Status[status] % 2 === 0;
+      const error = await failure(
+        channel(url).unary(outbound("Fail"), {
+          status,
+          code: `PROBE_${status}`,
+          message: `it went ${status}`,
+          retryable,
+        }),
+      );
+      expect(error).toBeInstanceOf(GantryError);
+      expect(error).toMatchObject({ status, code: `PROBE_${status}`, message: `it went ${status}`, retryable });
+      expect(error.violations).toEqual(
+        status === "INVALID_ARGUMENT" ? [{ field: "items[2].name", description: "is too short" }] : [],
+      );
+    },
+  );
+
+  test("an UNAVAILABLE from the server that reads like a connect failure keeps its own code", async () => {
+    const error = await failure(
+      channel(url).unary(outbound("Fail"), {
+        status: "UNAVAILABLE",
+        code: "DB_DOWN",
+        message: "No connection established to the database (connect ECONNREFUSED)",
+        retryable: false,
+      }),
+    );
+    expect(error).toMatchObject({ status: "UNAVAILABLE", code: "DB_DOWN", retryable: false });
+  });
+
+  test("the server's validation arrives as INVALID_ARGUMENT with every violation", async () => {
+    const error = await failure(channel(url).unary(outbound("Check"), { name: "a", n: 11 }));
+    expect(error).toMatchObject({ status: "INVALID_ARGUMENT", code: "GANTRY_ERR_VALIDATION" });
+    expect(error.violations.map((v) => v.field).sort()).toEqual(["n", "name"]);
+  });
+
+  test("a plain throw is INTERNAL, and nothing of its message leaks", async () => {
+    const error = await failure(channel(url).unary(outbound("Crash"), {}));
+    expect(error).toMatchObject({ status: "INTERNAL", code: "GANTRY_ERR_INTERNAL", retryable: false });
+    expect(JSON.stringify({ message: error.message, details: error.details })).not.toContain("hunter2");
+  });
+
+  test("an unknown method is UNIMPLEMENTED", async () => {
+    const unknown = { ...method("Echo"), path: "/clienttest.v1.ProbeService/Nope" };
+    const error = await failure(channel(url).unary({ ...outbound("Echo"), method: unknown }, {}));
+    expect(error.status).toBe("UNIMPLEMENTED");
+  });
+
+  test("the deadline goes on the wire: DEADLINE_EXCEEDED here, the method's signal aborted there", async () => {
+    const key = "deadline";
+    const begun = Date.now();
+    const error = await failure(channel(url).unary(outbound("Sleep", { timeoutMs: 300 }), { ms: 5000, key }));
+    expect(error).toMatchObject({ status: "DEADLINE_EXCEEDED", code: "GANTRY_ERR_DEADLINE_EXCEEDED" });
+    expect(Date.now() - begun).toBeLessThan(2000);
+    await vi.waitFor(() => expect(seen.get(key)?.abortedWith).toBeDefined(), { timeout: 2000, interval: 10 });
+    const budget = seen.get(key)?.budgetMs as number;
+    expect(budget).toBeGreaterThan(100);
+    expect(budget).toBeLessThanOrEqual(300);
+  });
+
+  test("a deadline already past fails at once", async () => {
+    const call = { ...outbound("Echo"), deadline: Date.now() - 1 };
+    expect(await failure(channel(url).unary(call, {}))).toMatchObject({ status: "DEADLINE_EXCEEDED" });
+  });
+
+  test("aborting the signal cancels the call, on both sides", async () => {
+    const key = "cancel";
+    const controller = new AbortController();
+    const running = new Promise<void>((resolve) => started.set(key, resolve));
+    const call = failure(channel(url).unary(outbound("Sleep", { signal: controller.signal }), { ms: 5000, key }));
+    await running;
+    controller.abort();
+    expect(await call).toMatchObject({ status: "CANCELLED", code: "GANTRY_ERR_CANCELLED" });
+    await vi.waitFor(() => expect(seen.get(key)?.abortedWith).toBe("CANCELLED"), { timeout: 2000, interval: 10 });
+  });
+
+  test("a signal aborted with a GantryError rejects with that error; an aborted signal sends nothing", async () => {
+    const reason = new GantryError("UNAVAILABLE", "shutting down", { code: "CLIENT_CLOSING" });
+    expect(await failure(channel(url).unary(outbound("Echo", { signal: AbortSignal.abort(reason) }), {}))).toBe(reason);
+    const error = await failure(channel(url).unary(outbound("Echo", { signal: AbortSignal.abort() }), {}));
+    expect(error).toMatchObject({ status: "CANCELLED", code: "GANTRY_ERR_CANCELLED" });
+  });
+
+  test("metadata arrives at the server; reserved and invalid keys are dropped", async () => {
+    const trace = Buffer.from([1, 2, 3, 250]).toString("base64");
+    const reply = (await channel(url).unary(
+      outbound("Meta", {
+        metadata: {
+          "x-tenant": "acme",
+          "X-Upper": "up",
+          "x-request-id": "req-42",
+          "x-trace-bin": trace,
+          "grpc-timeout": "1n",
+          te: "gzip",
+          "x-bad value": "nope",
+          "x-bad-char": "line\nbreak",
+        },
+      }),
+      {},
+    )) as MetaReply;
+    expect(reply.entries).toEqual({
+      "x-tenant": "acme",
+      "x-upper": "up",
+      "x-request-id": "req-42",
+      "x-trace-bin": trace,
+    });
+  });
+
+  test("an input that cannot be encoded fails with the encoder's error, before anything is opened", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const error = await failure(channel(proxy.url).unary(outbound("Echo"), { i32: "many" }));
+      expect(error.code).toBe("GANTRY_ERR_BAD_OUTPUT");
+      expect(error.details).toMatchObject({ field: "i32" });
+      expect(proxy.connections).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("a channel opens one connection, on its first call, and carries every call on it", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const reused = channel(proxy.url);
+      await sleep(20);
+      expect(proxy.connections).toBe(0);
+      for (let i = 0; i < 20; i++) await reused.unary(outbound("Echo"), { i32: i });
+      const outputs = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => reused.unary(outbound("Echo"), { i32: i })),
+      );
+      expect(outputs.map((o) => (o as Kitchen).i32)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+      expect(proxy.connections).toBe(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("close() closes the connection, and later calls fail with GANTRY_ERR_CONNECT", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const closing = transport.channel(proxy.url);
+      await closing.unary(outbound("Echo"), {});
+      expect(proxy.open.size).toBe(1);
+      closing.close();
+      await vi.waitFor(() => expect(proxy.open.size).toBe(0), { timeout: 2000, interval: 10 });
+      const error = await failure(closing.unary(outbound("Echo"), {}));
+      expect(error).toMatchObject({ status: "UNAVAILABLE", code: "GANTRY_ERR_CONNECT" });
+      expect(proxy.connections).toBe(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("close() lets the calls in flight finish, then closes the connection", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const closing = transport.channel(proxy.url);
+      const key = "close-in-flight";
+      const running = new Promise<void>((resolve) => started.set(key, resolve));
+      const release = gate(key);
+      const slow = closing.unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 0, key });
+      await running;
+      closing.close();
+      expect(await failure(closing.unary(outbound("Echo"), {}))).toMatchObject({ code: "GANTRY_ERR_CONNECT" });
+      expect(proxy.open.size).toBe(1);
+      release();
+      expect(await slow).toEqual({ aborted: false });
+      await vi.waitFor(() => expect(proxy.open.size).toBe(0), { timeout: 2000, interval: 10 });
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("a peer that dies mid-call is UNAVAILABLE, not GANTRY_ERR_CONNECT: the call may have run", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const key = "cut";
+      const running = new Promise<void>((resolve) => started.set(key, resolve));
+      const call = failure(channel(proxy.url).unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }));
+      await running;
+      proxy.cut();
+      const error = await call;
+      expect(error.status).toBe("UNAVAILABLE");
+      expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe("gRPC client against servers that fail", () => {
+  test("connection refused is GANTRY_ERR_CONNECT, naming the target", async () => {
+    const url = `grpc://127.0.0.1:${await freePort()}`;
+    const error = await failure(channel(url).unary(outbound("Echo", { timeoutMs: 5000 }), {}));
+    expect(error).toMatchObject({ status: "UNAVAILABLE", code: "GANTRY_ERR_CONNECT", retryable: true });
+    expect(error.message).toContain(url);
+    expect(error.message).toContain("ECONNREFUSED");
+  });
+
+  test.each([
+    ["an http:// URL", "http://127.0.0.1:1"],
+    ["a string that is no URL", "127.0.0.1:50051"],
+  ])("%s is GANTRY_ERR_CONNECT at the first call", async (_name, url) => {
+    const error = await failure(channel(url).unary(outbound("Echo"), {}));
+    expect(error).toMatchObject({ code: "GANTRY_ERR_CONNECT" });
+  });
+
+  test("a Gantry server that shuts down mid-call is UNAVAILABLE, not GANTRY_ERR_CONNECT", async () => {
+    const app = await startApp();
+    try {
+      const key = "shutdown";
+      const running = new Promise<void>((resolve) => started.set(key, resolve));
+      const call = failure(
+        channel(app.endpoints[0].url).unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }),
+      );
+      await running;
+      await app.close();
+      const error = await call;
+      expect(error.status).toBe("UNAVAILABLE");
+      expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
+    } finally {
+      await app.close();
+    }
+  });
+
+  describe("raw grpc-js servers", () => {
+    let server: Server | undefined;
+
+    afterEach(() => {
+      server?.forceShutdown();
+      server = undefined;
+    });
+
+    /** A grpc-js server answering Echo with whatever `handle` does. */
+    async function raw(
+      handle: (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => void,
+    ): Promise<string> {
+      const id = (value: Buffer) => value;
+      server = new Server();
+      const definition = {
+        Echo: {
+          path: method("Echo").path,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: id,
+          requestDeserialize: id,
+          responseSerialize: id,
+          responseDeserialize: id,
+        },
+      };
+      server.addService(definition as ServiceDefinition, { Echo: handle });
+      const port = await new Promise<number>((resolve, reject) =>
+        server?.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) =>
+          error === null ? resolve(bound) : reject(error),
+        ),
+      );
+      return `grpc://127.0.0.1:${port}`;
+    }
+
+    test.each([
+      ["a truncated varint", [0x10, 0xff]],
+      ["a wrong wire type", [0x15, 0, 0, 0, 0]],
+      ["invalid UTF-8", [0x0a, 0x02, 0xc3, 0x28]],
+      ["a length past the end", [0x0a, 0x09, 0x61]],
+    ])("a reply that is not the message (%s) is GANTRY_ERR_BAD_RESPONSE", async (_name, bytes) => {
+      const url = await raw((_call, callback) => callback(null, Buffer.from(bytes)));
+      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      expect(error).toMatchObject({ status: "INTERNAL", code: "GANTRY_ERR_BAD_RESPONSE" });
+      expect(error.message).toContain(url);
+      expect(error.message).toContain("/clienttest.v1.ProbeService/Echo");
+    });
+
+    test("a reply over the receive limit is GANTRY_ERR_BAD_RESPONSE", async () => {
+      const big = encodeMessage(method("Echo").output, { text: "x".repeat(4096) });
+      const url = await raw((_call, callback) => callback(null, big));
+      const small = grpcClientTransport({ maxReceiveMessageSize: 1024 });
+      const error = await failure(channel(url, small).unary(outbound("Echo"), {}));
+      expect(error).toMatchObject({ code: "GANTRY_ERR_BAD_RESPONSE" });
+      expect(error.message).toMatch(/larger than/);
+    });
+
+    test("a status without Gantry's details keeps the status, with its name as the code", async () => {
+      const url = await raw((_call, callback) => callback({ code: Status.NOT_FOUND, details: "no such thing" }));
+      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      expect(error).toMatchObject({
+        status: "NOT_FOUND",
+        code: "NOT_FOUND",
+        message: "no such thing",
+        retryable: false,
+      });
+    });
+
+    test("a server closed mid-call (it cancels the stream) is UNAVAILABLE, not CANCELLED or CONNECT", async () => {
+      let begin: () => void = () => {};
+      const running = new Promise<void>((resolve) => (begin = resolve));
+      const url = await raw(() => begin());
+      const call = failure(channel(url).unary(outbound("Echo", { timeoutMs: 5000 }), {}));
+      await running;
+      server?.forceShutdown();
+      const error = await call;
+      expect(error.status).toBe("UNAVAILABLE");
+      expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
+    });
+  });
+});
+
+describe("gRPC client over TLS", () => {
+  let dir: string;
+  const file = (name: string) => join(dir, name);
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "gantry-client-tls-"));
+    const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
+    const selfSigned = (name: string) =>
+      openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        `${name}.key`,
+        "-out",
+        `${name}.pem`,
+        "-days",
+        "1",
+        "-subj",
+        `/CN=${name}`,
+      );
+    selfSigned("ca");
+    selfSigned("other");
+    for (const name of ["server", "client"]) {
+      openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        `${name}.key`,
+        "-out",
+        `${name}.csr`,
+        "-subj",
+        "/CN=localhost",
+      );
+      execFileSync("sh", ["-c", `printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ${name}.ext`], { cwd: dir });
+      openssl(
+        "x509",
+        "-req",
+        "-in",
+        `${name}.csr`,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        `${name}.pem`,
+        "-days",
+        "1",
+        "-extfile",
+        `${name}.ext`,
+      );
+    }
+  });
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("calls a grpcs:// endpoint with the CA from a file or a buffer, and mutual TLS", async () => {
+    const app = await startApp(
+      grpcTransport({
+        host: "127.0.0.1",
+        port: 0,
+        tls: { cert: file("server.pem"), key: file("server.key"), ca: file("ca.pem") },
+      }),
+    );
+    try {
+      const url = app.endpoints[0].url;
+      expect(url).toMatch(/^grpcs:/);
+      const withFiles = grpcClientTransport({
+        tls: { ca: file("ca.pem"), cert: file("client.pem"), key: file("client.key") },
+      });
+      expect(await channel(url, withFiles).unary(outbound("Echo"), { text: "secure" })).toMatchObject({
+        text: "secure",
+      });
+      const withBuffers = grpcClientTransport({
+        tls: {
+          ca: readFileSync(file("ca.pem")),
+          cert: readFileSync(file("client.pem")),
+          key: readFileSync(file("client.key")),
+        },
+      });
+      expect(await channel(url, withBuffers).unary(outbound("Echo"), { i32: 3 })).toMatchObject({ i32: 3 });
+      // A certificate the server does not trust: the handshake fails, the call never left.
+      const stranger = grpcClientTransport({
+        tls: { ca: file("ca.pem"), cert: file("other.pem"), key: file("other.key") },
+      });
+      const error = await failure(channel(url, stranger).unary(outbound("Echo", { timeoutMs: 5000 }), {}));
+      expect(error).toMatchObject({ code: "GANTRY_ERR_CONNECT" });
+    } finally {
+      await app.close();
+    }
+  });
+
+  test("TLS files that cannot be read, or a certificate without its key, are coded errors at once", () => {
+    expect(() => grpcClientTransport({ tls: { ca: file("nope.pem") } })).toThrow(/nope\.pem/);
+    expect(() => grpcClientTransport({ tls: { cert: file("client.pem") } })).toThrow(
+      expect.objectContaining({ code: "GANTRY_ERR_GRPC_TLS" }),
+    );
+  });
+});

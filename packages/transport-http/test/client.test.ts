@@ -1,0 +1,811 @@
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type Server as NetServer, type Socket, connect as tcpConnect } from "node:net";
+import {
+  type CallContext,
+  createApp,
+  describeService,
+  Field,
+  type GantryApp,
+  GantryError,
+  isGantryError,
+  Message,
+  Method,
+  type MethodDescriptor,
+  registerEnum,
+  Service,
+  Status,
+  type StatusName,
+} from "@gantry/core";
+import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from "vitest";
+import { httpClientTransport, httpTransport } from "../src/index.js";
+
+// ------------------------------------------------------------------------------------------------
+// The service the client calls
+
+enum Mood {
+  MOOD_UNSPECIFIED = 0,
+  HAPPY = 1,
+  SAD = 2,
+}
+registerEnum(Mood, "Mood");
+
+@Message()
+class Inner {
+  @Field(1) name!: string;
+  @Field(2, { type: "int32" }) n!: number;
+}
+
+/** One field of every kind. */
+@Message()
+class Kitchen {
+  @Field(1) text!: string;
+  @Field(2, { type: "int32" }) i32!: number;
+  @Field(3, { type: "int64" }) i64!: bigint;
+  @Field(4, { type: "uint32" }) u32!: number;
+  @Field(5, { type: "uint64" }) u64!: bigint;
+  @Field(6, { type: "sint32" }) s32!: number;
+  @Field(7, { type: "sint64" }) s64!: bigint;
+  @Field(8, { type: "fixed32" }) fx32!: number;
+  @Field(9, { type: "fixed64" }) fx64!: bigint;
+  @Field(10, { type: "sfixed32" }) sfx32!: number;
+  @Field(11, { type: "sfixed64" }) sfx64!: bigint;
+  @Field(12, { type: "double" }) dbl!: number;
+  @Field(13, { type: "float" }) flt!: number;
+  @Field(14) flag!: boolean;
+  @Field(15) data!: Uint8Array;
+  @Field(16, { enum: Mood }) mood!: Mood;
+  @Field(17, { type: "timestamp" }) at!: Date;
+  @Field(18) inner!: Inner;
+  @Field(19, { type: "string", repeated: true }) tags!: string[];
+  @Field(20, { type: "int64", repeated: true }) ids!: bigint[];
+  @Field(21, { type: Inner, repeated: true }) items!: Inner[];
+  @Field(22, { map: { key: "string", value: "int64" } }) counts!: Record<string, bigint>;
+  @Field(23, { map: { key: "int32", value: Inner } }) byId!: Record<string, Inner>;
+  @Field(24, { optional: true }) maybe?: string;
+}
+
+@Message()
+class FailRequest {
+  @Field(1) status!: string;
+  @Field(2) code!: string;
+  @Field(3) message!: string;
+  @Field(4) retryable!: boolean;
+}
+
+@Message()
+class Checked {
+  @Field(1, { minLength: 2 }) name!: string;
+  @Field(2, { type: "int32", min: 0, max: 10 }) n!: number;
+}
+
+@Message()
+class SleepRequest {
+  @Field(1, { type: "int32" }) ms!: number;
+  @Field(2) key!: string;
+}
+
+@Message()
+class SleepReply {
+  @Field(1) aborted!: boolean;
+}
+
+@Message()
+class MetaReply {
+  @Field(1, { map: { key: "string", value: "string" } }) entries!: Record<string, string>;
+}
+
+@Message()
+class Nothing {}
+
+/** What the server's methods saw, by key. */
+interface Seen {
+  /** ms from the call's start to its deadline, as the server computed it from the wire. */
+  budgetMs: number | undefined;
+  abortedWith?: string;
+}
+const seen = new Map<string, Seen>();
+/** Resolved when a sleeping method with this key starts. */
+const started = new Map<string, () => void>();
+/** A sleeping method with a key in here waits for it instead of its `ms`. */
+const gates = new Map<string, Promise<void>>();
+
+/** Makes the sleeping method with this key wait until the returned function is called. */
+function gate(key: string): () => void {
+  let open: () => void = () => {};
+  gates.set(key, new Promise<void>((resolve) => (open = resolve)));
+  return () => open();
+}
+
+@Service({ package: "clienttest", version: "v1" })
+class ProbeService {
+  @Method({ output: Kitchen })
+  async echo(request: Kitchen): Promise<Kitchen> {
+    return request;
+  }
+
+  @Method({ output: Nothing })
+  async fail(request: FailRequest): Promise<Nothing> {
+    const violations =
+      request.status === "INVALID_ARGUMENT" ? [{ field: "items[2].name", description: "is too short" }] : undefined;
+    throw new GantryError(request.status as StatusName, request.message, {
+      code: request.code,
+      retryable: request.retryable,
+      violations,
+      details: { hint: "look left", limit: 5 },
+    });
+  }
+
+  @Method({ input: Nothing, output: Nothing })
+  async crash(): Promise<Nothing> {
+    throw new Error("database password is hunter2");
+  }
+
+  @Method({ output: Checked })
+  async check(request: Checked): Promise<Checked> {
+    return request;
+  }
+
+  @Method({ output: SleepReply })
+  async sleep(request: SleepRequest, call: CallContext): Promise<SleepReply> {
+    const record: Seen = { budgetMs: call.deadline === undefined ? undefined : call.deadline - call.startedAt };
+    seen.set(request.key, record);
+    started.get(request.key)?.();
+    await new Promise<void>((resolve) => {
+      const gated = gates.get(request.key);
+      const timer = gated === undefined ? setTimeout(resolve, request.ms) : undefined;
+      gated?.then(resolve);
+      call.signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        record.abortedWith = (call.signal.reason as GantryError).status;
+        resolve();
+      });
+    });
+    return { aborted: call.signal.aborted };
+  }
+
+  @Method({ input: Nothing, output: MetaReply })
+  async meta(_request: Nothing, call: CallContext): Promise<MetaReply> {
+    const entries: Record<string, string> = {};
+    for (const [key, values] of call.metadata.entries()) {
+      if (key.startsWith("x-") || key === "content-type" || key === "accept") entries[key] = values.join(",");
+    }
+    return { entries };
+  }
+}
+
+const methods = new Map(describeService(ProbeService).methods.map((m) => [m.name, m]));
+
+function method(name: string): MethodDescriptor {
+  return methods.get(name) as MethodDescriptor;
+}
+
+interface CallOptions {
+  timeoutMs?: number;
+  metadata?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+function outbound(name: string, options: CallOptions = {}) {
+  return {
+    method: method(name),
+    deadline: options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs,
+    metadata: options.metadata ?? {},
+    signal: options.signal ?? new AbortController().signal,
+  };
+}
+
+/** The rejection of a call, which must be a GantryError. */
+async function failure(promise: Promise<unknown>): Promise<GantryError> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  if (!isGantryError(error)) throw new Error(`expected a GantryError, got ${String(error)}`);
+  return error;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Real servers, and a TCP proxy that counts and can cut connections
+
+async function startApp(bodyLimit?: number): Promise<GantryApp> {
+  const app = createApp({
+    name: "http-client-test",
+    services: [ProbeService],
+    transports: [httpTransport({ host: "127.0.0.1", port: 0, bodyLimit })],
+    shutdown: { drainTimeoutMs: 100 },
+  });
+  await app.start({ env: {}, flags: { "log.level": "silent" } });
+  return app;
+}
+
+class TcpProxy {
+  connections = 0;
+  readonly open = new Set<Socket>();
+  readonly #server: NetServer;
+
+  private constructor(server: NetServer) {
+    this.#server = server;
+  }
+
+  static async start(targetPort: number): Promise<TcpProxy> {
+    const server = createServer({ noDelay: true });
+    const proxy = new TcpProxy(server);
+    server.on("connection", (client) => {
+      proxy.connections++;
+      proxy.open.add(client);
+      const upstream = tcpConnect({ port: targetPort, host: "127.0.0.1", noDelay: true });
+      client.pipe(upstream).pipe(client);
+      client.on("error", () => {});
+      upstream.on("error", () => {});
+      client.on("close", () => {
+        proxy.open.delete(client);
+        upstream.destroy();
+      });
+      upstream.on("close", () => client.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return proxy;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.#server.address() as { port: number }).port}`;
+  }
+
+  /** Cuts every connection, as a peer that dies does. */
+  cut(): void {
+    for (const socket of this.open) socket.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+const transport = httpClientTransport();
+const channels: { close(): void }[] = [];
+
+function channel(url: string, client = transport) {
+  const made = client.channel(url);
+  channels.push(made);
+  return made;
+}
+
+afterEach(() => {
+  for (const made of channels.splice(0)) made.close();
+});
+
+// ------------------------------------------------------------------------------------------------
+
+describe("HTTP client against a Gantry server", () => {
+  let app: GantryApp;
+  let url: string;
+
+  beforeAll(async () => {
+    app = await startApp(64 * 1024);
+    url = app.endpoints[0].url;
+  });
+
+  afterAll(async () => {
+    await app.close();
+  });
+
+  test("is the http kind", () => {
+    expect(transport.kind).toBe("http");
+  });
+
+  test("round-trips every field kind", async () => {
+    const input = {
+      text: "héllo ✓",
+      i32: -123,
+      i64: -(2n ** 63n),
+      u32: 4_294_967_295,
+      u64: 2n ** 64n - 1n,
+      s32: -2_147_483_648,
+      s64: 2n ** 63n - 1n,
+      fx32: 7,
+      fx64: 9_007_199_254_740_993n,
+      sfx32: -7,
+      sfx64: -9_007_199_254_740_993n,
+      dbl: Math.PI,
+      flt: 1.5,
+      flag: true,
+      data: new Uint8Array([0, 1, 254, 255]),
+      mood: Mood.SAD,
+      at: new Date("2024-02-29T12:34:56.789Z"),
+      inner: { name: "in", n: 5 },
+      tags: ["a", "b"],
+      ids: [1n, -2n, 2n ** 62n],
+      items: [
+        { name: "x", n: 1 },
+        { name: "y", n: 2 },
+      ],
+      counts: { a: 1n, b: -(2n ** 40n) },
+      byId: { "7": { name: "seven", n: 7 } },
+      maybe: "",
+    };
+    const output = (await channel(url).unary(outbound("Echo"), input)) as Kitchen;
+    expect(output).toEqual(input);
+    expect(output).toBeInstanceOf(Kitchen);
+    expect(typeof output.i64).toBe("bigint");
+  });
+
+  test("an empty message comes back with every default", async () => {
+    const output = await channel(url).unary(outbound("Echo"), {});
+    expect(output).toEqual({
+      text: "",
+      i32: 0,
+      i64: 0n,
+      u32: 0,
+      u64: 0n,
+      s32: 0,
+      s64: 0n,
+      fx32: 0,
+      fx64: 0n,
+      sfx32: 0,
+      sfx64: 0n,
+      dbl: 0,
+      flt: 0,
+      flag: false,
+      data: new Uint8Array(0),
+      mood: Mood.MOOD_UNSPECIFIED,
+      tags: [],
+      ids: [],
+      items: [],
+      counts: {},
+      byId: {},
+    });
+  });
+
+  test.each(Object.keys(Status) as StatusName[])(
+    "%s arrives with its code, message, retryability, violations and details",
+    async (status) => {
+      const retryable = Status[status] % 2 === 0;
+      const error = await failure(
+        channel(url).unary(outbound("Fail"), {
+          status,
+          code: `PROBE_${status}`,
+          message: `it went ${status}`,
+          retryable,
+        }),
+      );
+      expect(error).toBeInstanceOf(GantryError);
+      expect(error).toMatchObject({ status, code: `PROBE_${status}`, message: `it went ${status}`, retryable });
+      expect(error.violations).toEqual(
+        status === "INVALID_ARGUMENT" ? [{ field: "items[2].name", description: "is too short" }] : [],
+      );
+      // The server keeps the details of INTERNAL and UNKNOWN errors to itself.
+      const internal = status === "INTERNAL" || status === "UNKNOWN";
+      expect(error.details).toEqual(internal ? {} : { hint: "look left", limit: 5 });
+    },
+  );
+
+  test("the server's validation arrives as INVALID_ARGUMENT with every violation", async () => {
+    const error = await failure(channel(url).unary(outbound("Check"), { name: "a", n: 11 }));
+    expect(error).toMatchObject({ status: "INVALID_ARGUMENT", code: "GANTRY_ERR_VALIDATION", httpStatus: 400 });
+    expect(error.violations.map((v) => v.field).sort()).toEqual(["n", "name"]);
+  });
+
+  test("a transport error keeps its own HTTP status (413 for a body over the server's limit)", async () => {
+    const error = await failure(channel(url).unary(outbound("Echo"), { text: "x".repeat(70 * 1024) }));
+    expect(error).toMatchObject({
+      status: "RESOURCE_EXHAUSTED",
+      code: "GANTRY_ERR_BODY_TOO_LARGE",
+      httpStatus: 413,
+    });
+  });
+
+  test("a plain throw is INTERNAL, and nothing of its message leaks", async () => {
+    const error = await failure(channel(url).unary(outbound("Crash"), {}));
+    expect(error).toMatchObject({ status: "INTERNAL", code: "GANTRY_ERR_INTERNAL", retryable: false });
+    expect(JSON.stringify({ message: error.message, details: error.details })).not.toContain("hunter2");
+  });
+
+  test("an unknown method is UNIMPLEMENTED", async () => {
+    const unknown = { ...method("Echo"), path: "/clienttest.v1.ProbeService/Nope" };
+    const error = await failure(channel(url).unary({ ...outbound("Echo"), method: unknown }, {}));
+    expect(error).toMatchObject({ status: "UNIMPLEMENTED", code: "GANTRY_ERR_ROUTE_NOT_FOUND" });
+  });
+
+  test("the deadline goes on the wire: DEADLINE_EXCEEDED here, the method's signal aborted there", async () => {
+    const key = "deadline";
+    const begun = Date.now();
+    const error = await failure(channel(url).unary(outbound("Sleep", { timeoutMs: 300 }), { ms: 5000, key }));
+    expect(error).toMatchObject({ status: "DEADLINE_EXCEEDED", code: "GANTRY_ERR_DEADLINE_EXCEEDED" });
+    expect(Date.now() - begun).toBeLessThan(2000);
+    await vi.waitFor(() => expect(seen.get(key)?.abortedWith).toBeDefined(), { timeout: 2000, interval: 10 });
+    const budget = seen.get(key)?.budgetMs as number;
+    expect(budget).toBeGreaterThan(100);
+    expect(budget).toBeLessThanOrEqual(300);
+  });
+
+  test("a deadline already past fails at once", async () => {
+    const call = { ...outbound("Echo"), deadline: Date.now() - 1 };
+    expect(await failure(channel(url).unary(call, {}))).toMatchObject({ status: "DEADLINE_EXCEEDED" });
+  });
+
+  test("aborting the signal cancels the call, on both sides", async () => {
+    const key = "cancel";
+    const controller = new AbortController();
+    const running = new Promise<void>((resolve) => started.set(key, resolve));
+    const call = failure(channel(url).unary(outbound("Sleep", { signal: controller.signal }), { ms: 5000, key }));
+    await running;
+    controller.abort();
+    expect(await call).toMatchObject({ status: "CANCELLED", code: "GANTRY_ERR_CANCELLED" });
+    await vi.waitFor(() => expect(seen.get(key)?.abortedWith).toBe("CANCELLED"), { timeout: 2000, interval: 10 });
+  });
+
+  test("a signal aborted with a GantryError rejects with that error; an aborted signal sends nothing", async () => {
+    const reason = new GantryError("UNAVAILABLE", "shutting down", { code: "CLIENT_CLOSING" });
+    expect(await failure(channel(url).unary(outbound("Echo", { signal: AbortSignal.abort(reason) }), {}))).toBe(reason);
+    const error = await failure(channel(url).unary(outbound("Echo", { signal: AbortSignal.abort() }), {}));
+    expect(error).toMatchObject({ status: "CANCELLED", code: "GANTRY_ERR_CANCELLED" });
+  });
+
+  test("metadata arrives at the server as headers; reserved and invalid ones are dropped", async () => {
+    const reply = (await channel(url).unary(
+      outbound("Meta", {
+        metadata: {
+          "x-tenant": "acme",
+          "X-Upper": "up",
+          "x-request-id": "req-42",
+          "content-type": "text/plain",
+          accept: "text/html",
+          "grpc-timeout": "1n",
+          host: "evil.example",
+          "x-bad value": "nope",
+          "x-bad-char": "line\nbreak",
+        },
+      }),
+      {},
+    )) as MetaReply;
+    expect(reply.entries).toEqual({
+      "x-tenant": "acme",
+      "x-upper": "up",
+      "x-request-id": "req-42",
+      "content-type": "application/json",
+      accept: "application/json",
+    });
+  });
+
+  test("an input that cannot be encoded fails with the encoder's error, before anything is opened", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const error = await failure(channel(proxy.url).unary(outbound("Echo"), { i32: "many" }));
+      expect(error.code).toBe("GANTRY_ERR_BAD_OUTPUT");
+      expect(error.details).toMatchObject({ field: "i32" });
+      expect(proxy.connections).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("a channel opens its first connection on its first call and keeps it alive for the next", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const reused = channel(proxy.url);
+      expect(proxy.connections).toBe(0);
+      for (let i = 0; i < 20; i++) expect(await reused.unary(outbound("Echo"), { i32: i })).toMatchObject({ i32: i });
+      expect(proxy.connections).toBe(1);
+      // HTTP/1.1 carries one call at a time per connection: concurrent calls open more, up to maxSockets.
+      const outputs = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => reused.unary(outbound("Echo"), { i32: i })),
+      );
+      expect(outputs.map((o) => (o as Kitchen).i32)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+      expect(proxy.connections).toBeLessThanOrEqual(10);
+      const before = proxy.connections;
+      for (let i = 0; i < 10; i++) await reused.unary(outbound("Echo"), { i32: i });
+      expect(proxy.connections).toBe(before);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("maxSockets bounds the connections of a channel", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const narrow = channel(proxy.url, httpClientTransport({ maxSockets: 2 }));
+      await Promise.all(Array.from({ length: 20 }, (_, i) => narrow.unary(outbound("Echo"), { i32: i })));
+      expect(proxy.connections).toBe(2);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("a call waiting for a free connection can be cancelled, and the connection serves the next", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const single = channel(proxy.url, httpClientTransport({ maxSockets: 1 }));
+      const key = "queue-holder";
+      const running = new Promise<void>((resolve) => started.set(key, resolve));
+      const release = gate(key);
+      const holder = single.unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 0, key });
+      await running;
+      const controller = new AbortController();
+      const queued = failure(single.unary(outbound("Echo", { signal: controller.signal }), { i32: 1 }));
+      controller.abort();
+      expect(await queued).toMatchObject({ status: "CANCELLED" });
+      const waiting = single.unary(outbound("Echo", { timeoutMs: 5000 }), { i32: 2 });
+      release();
+      expect(await holder).toEqual({ aborted: false });
+      expect(await waiting).toMatchObject({ i32: 2 });
+      expect(proxy.connections).toBe(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("close() closes every connection, and later calls fail with GANTRY_ERR_CONNECT", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const closing = transport.channel(proxy.url);
+      await Promise.all(Array.from({ length: 3 }, () => closing.unary(outbound("Echo"), {})));
+      expect(proxy.open.size).toBeGreaterThan(0);
+      closing.close();
+      await vi.waitFor(() => expect(proxy.open.size).toBe(0), { timeout: 2000, interval: 10 });
+      const error = await failure(closing.unary(outbound("Echo"), {}));
+      expect(error).toMatchObject({ status: "UNAVAILABLE", code: "GANTRY_ERR_CONNECT" });
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("close() lets the calls in flight finish, closing idle connections at once and the rest after", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const closing = transport.channel(proxy.url);
+      await closing.unary(outbound("Echo"), {});
+      const key = "close-in-flight";
+      const running = new Promise<void>((resolve) => started.set(key, resolve));
+      const release = gate(key);
+      const slow = closing.unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 0, key });
+      await running;
+      await closing.unary(outbound("Echo"), {});
+      expect(proxy.open.size).toBe(2);
+      closing.close();
+      await vi.waitFor(() => expect(proxy.open.size).toBe(1), { timeout: 2000, interval: 10 });
+      release();
+      expect(await slow).toEqual({ aborted: false });
+      await vi.waitFor(() => expect(proxy.open.size).toBe(0), { timeout: 2000, interval: 10 });
+      expect(proxy.connections).toBe(2);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("a peer that dies mid-call is UNAVAILABLE, not GANTRY_ERR_CONNECT: the call may have run", async () => {
+    const proxy = await TcpProxy.start(portOf(url));
+    try {
+      const key = "cut";
+      const running = new Promise<void>((resolve) => started.set(key, resolve));
+      const call = failure(channel(proxy.url).unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }));
+      await running;
+      proxy.cut();
+      const error = await call;
+      expect(error.status).toBe("UNAVAILABLE");
+      expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe("HTTP client against servers that fail", () => {
+  test("connection refused is GANTRY_ERR_CONNECT, naming the target", async () => {
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const error = await failure(channel(url).unary(outbound("Echo", { timeoutMs: 5000 }), {}));
+    expect(error).toMatchObject({ status: "UNAVAILABLE", code: "GANTRY_ERR_CONNECT", retryable: true });
+    expect(error.message).toContain(url);
+    expect(error.message).toContain("ECONNREFUSED");
+  });
+
+  test.each([
+    ["a grpc:// URL", "grpc://127.0.0.1:1"],
+    ["an https:// URL", "https://127.0.0.1:1"],
+    ["a string that is no URL", "127.0.0.1:8080"],
+  ])("%s is GANTRY_ERR_CONNECT at the first call", async (_name, url) => {
+    const error = await failure(channel(url).unary(outbound("Echo"), {}));
+    expect(error).toMatchObject({ code: "GANTRY_ERR_CONNECT" });
+  });
+
+  test("a Gantry server that shuts down mid-call is UNAVAILABLE, not GANTRY_ERR_CONNECT", async () => {
+    const app = await startApp();
+    try {
+      const key = "shutdown";
+      const running = new Promise<void>((resolve) => started.set(key, resolve));
+      const call = failure(
+        channel(app.endpoints[0].url).unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }),
+      );
+      await running;
+      await app.close();
+      const error = await call;
+      expect(error.status).toBe("UNAVAILABLE");
+      expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
+    } finally {
+      await app.close();
+    }
+  });
+
+  describe("a plain node:http server", () => {
+    let handle: (req: IncomingMessage, res: ServerResponse, body: string) => void = () => {};
+    const server = createHttpServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
+      req.on("end", () => handle(req, res, Buffer.concat(chunks).toString("utf8")));
+    });
+    let url: string;
+
+    beforeAll(async () => {
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    });
+
+    afterEach(() => {
+      handle = () => {};
+    });
+
+    afterAll(async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+
+    const reply =
+      (status: number, body: string, type = "application/json") =>
+      (_req: IncomingMessage, res: ServerResponse) => {
+        res.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body) });
+        res.end(body);
+      };
+
+    test("sees the call as the HTTP transport serves it: POST to the method's path, JSON, grpc-timeout", async () => {
+      let request: { method?: string; url?: string; headers: IncomingMessage["headers"]; body: string } | undefined;
+      handle = (req, res, body) => {
+        request = { method: req.method, url: req.url, headers: req.headers, body };
+        reply(200, "{}")(req, res);
+      };
+      await channel(`${url}/gateway/`).unary(outbound("Echo", { timeoutMs: 5000, metadata: { "x-tenant": "t1" } }), {
+        i64: 2n ** 60n,
+        data: new Uint8Array([255]),
+        mood: Mood.HAPPY,
+      });
+      expect(request?.method).toBe("POST");
+      expect(request?.url).toBe("/gateway/clienttest.v1.ProbeService/Echo");
+      expect(request?.headers).toMatchObject({
+        "content-type": "application/json",
+        accept: "application/json",
+        "x-tenant": "t1",
+        connection: "keep-alive",
+      });
+      expect(request?.headers["grpc-timeout"]).toMatch(/^\d{1,8}[mu]$/);
+      expect(Number(request?.headers["content-length"])).toBe(Buffer.byteLength(request?.body ?? ""));
+      expect(JSON.parse(request?.body ?? "")).toMatchObject({ i64: String(2n ** 60n), data: "/w==", mood: "HAPPY" });
+    });
+
+    test("without a deadline no grpc-timeout is sent", async () => {
+      let timeout: unknown = "unset";
+      handle = (req, res) => {
+        timeout = req.headers["grpc-timeout"];
+        reply(200, "{}")(req, res);
+      };
+      await channel(url).unary(outbound("Echo"), {});
+      expect(timeout).toBeUndefined();
+    });
+
+    test.each([
+      ["not JSON", "this is not json"],
+      ["an empty body", ""],
+      ["a JSON array", "[1, 2]"],
+      ["a wrong type", '{"i64": "many"}'],
+      ["an int32 out of range", '{"i32": 3000000000}'],
+      ["an unknown enum name", '{"mood": "FURIOUS"}'],
+    ])("a 200 with %s is GANTRY_ERR_BAD_RESPONSE", async (_name, body) => {
+      handle = reply(200, body);
+      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      expect(error).toMatchObject({ status: "INTERNAL", code: "GANTRY_ERR_BAD_RESPONSE" });
+      expect(error.message).toContain(url);
+      expect(error.message).toContain("/clienttest.v1.ProbeService/Echo");
+    });
+
+    test("unknown fields in a reply are ignored (rolling upgrades)", async () => {
+      handle = reply(200, '{"text": "hi", "addedLater": 7}');
+      expect(await channel(url).unary(outbound("Echo"), {})).toMatchObject({ text: "hi" });
+    });
+
+    test("a reply over the size limit is GANTRY_ERR_BAD_RESPONSE, with or without Content-Length", async () => {
+      const small = httpClientTransport({ maxResponseBytes: 1024 });
+      const big = JSON.stringify({ text: "x".repeat(2048) });
+      handle = reply(200, big);
+      const declared = await failure(channel(url, small).unary(outbound("Echo"), {}));
+      expect(declared).toMatchObject({ code: "GANTRY_ERR_BAD_RESPONSE" });
+      expect(declared.message).toContain("larger than 1024 bytes");
+      handle = (_req, res) => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write(big.slice(0, 1000));
+        setTimeout(() => res.end(big.slice(1000)), 5);
+      };
+      const chunked = await failure(channel(url, small).unary(outbound("Echo"), {}));
+      expect(chunked).toMatchObject({ code: "GANTRY_ERR_BAD_RESPONSE" });
+      expect(chunked.message).toContain("larger than 1024 bytes");
+    });
+
+    test.each([
+      [400, "INVALID_ARGUMENT"],
+      [401, "UNAUTHENTICATED"],
+      [403, "PERMISSION_DENIED"],
+      [404, "UNIMPLEMENTED"],
+      [405, "UNIMPLEMENTED"],
+      [409, "ABORTED"],
+      [413, "RESOURCE_EXHAUSTED"],
+      [418, "FAILED_PRECONDITION"],
+      [429, "RESOURCE_EXHAUSTED"],
+      [500, "INTERNAL"],
+      [501, "UNIMPLEMENTED"],
+      [502, "UNAVAILABLE"],
+      [503, "UNAVAILABLE"],
+      [504, "DEADLINE_EXCEEDED"],
+    ])("a bare %i is %s", async (httpStatus, status) => {
+      handle = reply(httpStatus, "<html>oops</html>", "text/html");
+      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      expect(error).toMatchObject({ status, code: status, httpStatus });
+      expect(error.message).toBe(`${url} answered HTTP ${httpStatus}`);
+    });
+
+    test("a problem+json without Gantry's members takes its status from HTTP and its message from detail", async () => {
+      handle = reply(403, JSON.stringify({ title: "Forbidden", detail: "no entry" }), "application/problem+json");
+      expect(await failure(channel(url).unary(outbound("Echo"), {}))).toMatchObject({
+        status: "PERMISSION_DENIED",
+        code: "PERMISSION_DENIED",
+        message: "no entry",
+      });
+    });
+
+    test("a problem+json that cannot be read still fails with its HTTP status", async () => {
+      handle = reply(503, "{not json", "application/problem+json");
+      expect(await failure(channel(url).unary(outbound("Echo"), {}))).toMatchObject({
+        status: "UNAVAILABLE",
+        httpStatus: 503,
+      });
+    });
+
+    test("a server that drops the connection before answering is UNAVAILABLE, not GANTRY_ERR_CONNECT", async () => {
+      handle = (req) => req.socket.destroy();
+      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      expect(error.status).toBe("UNAVAILABLE");
+      expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
+    });
+
+    test("a server that dies halfway through its answer is UNAVAILABLE", async () => {
+      handle = (req, res) => {
+        res.writeHead(200, { "content-type": "application/json", "content-length": "100" });
+        res.write('{"text": "cut sh');
+        setTimeout(() => req.socket.destroy(), 5);
+      };
+      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      expect(error.status).toBe("UNAVAILABLE");
+      expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
+    });
+
+    test("a server closed while the call waits for its answer is UNAVAILABLE, not GANTRY_ERR_CONNECT", async () => {
+      let begin: () => void = () => {};
+      const waiting = new Promise<void>((resolve) => (begin = resolve));
+      handle = () => begin();
+      const call = failure(channel(url).unary(outbound("Echo", { timeoutMs: 5000 }), {}));
+      await waiting;
+      server.closeAllConnections();
+      const error = await call;
+      expect(error.status).toBe("UNAVAILABLE");
+      expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
+    });
+  });
+});
