@@ -3,6 +3,7 @@ import { discovery } from "@gantry/discovery";
 import { grpcTransport } from "@gantry/transport-grpc";
 import { httpTransport } from "@gantry/transport-http";
 import { HelloConfig } from "./config.js";
+import { HelloApi } from "./hello.api.js";
 import { HelloService } from "./hello.service.js";
 import { WorldService } from "./world.service.js";
 
@@ -15,6 +16,8 @@ export default createApp({
   name: "hello-world",
   version: "0.1.0",
   services: [HelloService, WorldService],
+  // World calls Hello through its typed client: here, in this process, through the pipeline.
+  clients: [HelloApi],
   config: [HelloConfig],
   transports: [httpTransport({ port: 8080 }), grpcTransport({ port: 50051 })],
   discovery: discovery(),

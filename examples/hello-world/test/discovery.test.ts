@@ -27,7 +27,10 @@ describe("hello and world as two processes, through local:// with no other confi
     dir = await mkdtemp(join(tmpdir(), "gantry-hw-"));
     // Only the namespace's directory is chosen, so the test never shows in the machine's `gantry ls`.
     env = { GANTRY_REGISTRY: `local://hello-world?dir=${encodeURIComponent(dir)}` };
-    [hello, world] = await Promise.all([startEntry("hello.main.js", env), startEntry("world.main.js", env)]);
+    [hello, world] = await Promise.all([
+      startEntry("hello.main.js", env, ["log.level=debug"]),
+      startEntry("world.main.js", env),
+    ]);
   });
 
   afterAll(async () => {
@@ -56,6 +59,44 @@ describe("hello and world as two processes, through local:// with no other confi
 
     const one = await ls(env, "world.v1.WorldService");
     expect(one.map((i) => i.service)).toEqual(["world.v1.WorldService"]);
+  });
+
+  test("World calls Hello in the other process, found through the registry", async () => {
+    const response = await fetch(`${world.http}/world/greet`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": "trace-me" },
+      body: JSON.stringify({ names: ["Ada", "Grace"] }),
+    });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ messages: ["Hello, Ada!", "Hello, Grace!"], count: 2 });
+    // The request id went with the outbound calls: Hello logged it.
+    await expect.poll(() => hello.output()).toContain('"requestId":"trace-me"');
+  });
+
+  test("gantry call finds a service through the registry and prints its reply, or its error and code", async () => {
+    const reply = await gantry(["call", "hello.v1.HelloService.SayHello", '{"name":"Ada","tone":"WARM"}'], env);
+    expect(reply.code).toBe(0);
+    expect(JSON.parse(reply.stdout)).toMatchObject({ message: "Hello, Ada!" });
+    const greet = await gantry(["call", "world.v1.WorldService/Greet", '{"names":["Ada"]}', "--timeout", "5s"], env);
+    expect(JSON.parse(greet.stdout)).toEqual({ messages: ["Hello, Ada!"], count: 1 });
+    const invalid = await gantry(["call", "hello.v1.HelloService.SayHello", '{"name":""}'], env);
+    expect(invalid.code).toBe(1);
+    expect(invalid.stderr).toMatch(/name must be at least 1 character .*\[GANTRY_ERR_VALIDATION\]/);
+    const missing = await gantry(["call", "nope.v1.Nope.Call", "{}", "-t", "500ms"], env);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("[GANTRY_ERR_NO_INSTANCES]");
+    for (const args of [
+      ["call"],
+      ["call", "nodots", "{}"],
+      ["call", "a.v1.B.C", "{"],
+      ["call", "a.v1.B.C", "[1]"],
+      ["call", "a.v1.B.C", "{}", "-t", "soon"],
+      ["call", "a.v1.B.C", "{}", "-m", "novalue"],
+    ]) {
+      const bad = await gantry(args, env);
+      expect(bad.code, args.join(" ")).toBe(2);
+      expect(bad.stderr).toContain("[GANTRY_ERR_USAGE]");
+    }
   });
 
   test("a stopped process leaves at once; asking for a service with no instances exits 1", async () => {

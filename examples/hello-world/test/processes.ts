@@ -15,9 +15,9 @@ export interface Started {
   stop(): Promise<number | null>;
 }
 
-export async function startEntry(entry: string, env: Record<string, string>): Promise<Started> {
+export async function startEntry(entry: string, env: Record<string, string>, sets: string[] = []): Promise<Started> {
   const path = fileURLToPath(new URL(`../dist/${entry}`, import.meta.url));
-  const flags = ["http.port=0", "http.host=127.0.0.1", "grpc.port=0", "grpc.host=127.0.0.1", "log.level=warn"];
+  const flags = ["http.port=0", "http.host=127.0.0.1", "grpc.port=0", "grpc.host=127.0.0.1", "log.level=warn", ...sets];
   const child = spawn(process.execPath, [bin, "start", path, ...flags.flatMap((flag) => ["--set", flag])], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },

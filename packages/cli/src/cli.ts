@@ -2,11 +2,12 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { isGantryError } from "@gantry/core";
 import type { Command, Io } from "./command.js";
+import { call } from "./commands/call.js";
 import { ls } from "./commands/ls.js";
 import { proto } from "./commands/proto.js";
 import { start } from "./commands/start.js";
 
-const COMMANDS: readonly Command[] = [start, ls, proto];
+const COMMANDS: readonly Command[] = [start, ls, call, proto];
 
 const VERSION = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string })
   .version;
