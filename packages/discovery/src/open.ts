@@ -79,7 +79,5 @@ export function urlHosts(url: URL): string[] {
 
 /** A URL without its password, for logs and errors. */
 export function redact(url: string): string {
-  return url
-    .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@]*@/i, "$1:***@")
-    .replace(/([?&]password=)[^&#]*/gi, "$1***");
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@]*@/i, "$1:***@").replace(/([?&]password=)[^&#]*/gi, "$1***");
 }
