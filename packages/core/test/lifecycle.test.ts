@@ -644,8 +644,8 @@ describe("shutdown", () => {
     await app.close();
     expect(app.state).toBe("closed");
     const error = await rejected(forever);
-    expect(error).toMatchObject({ status: "UNAVAILABLE", code: "GANTRY_ERR_SHUTTING_DOWN" });
-    expect(SlowService.events).toEqual(["forever aborted: GANTRY_ERR_SHUTTING_DOWN"]);
+    expect(error).toMatchObject({ status: "UNAVAILABLE", code: "GANTRY_ERR_DRAIN_TIMEOUT" });
+    expect(SlowService.events).toEqual(["forever aborted: GANTRY_ERR_DRAIN_TIMEOUT"]);
     const warning = lines.map((line) => JSON.parse(line)).find((entry) => entry.level === "warn");
     expect(warning).toMatchObject({ aborted: 1, msg: "1 calls did not finish within 50 ms and were aborted" });
   });

@@ -1,5 +1,18 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { clientToken, coreErrors, createApp, Empty, type GantryApp, Method, Service } from "../src/index.js";
+import {
+  type CallContext,
+  clientToken,
+  coreErrors,
+  createApp,
+  Empty,
+  Field,
+  type GantryApp,
+  InjectClient,
+  Message,
+  Method,
+  Service,
+  type ServiceClient,
+} from "../src/index.js";
 import {
   type ConformanceClient,
   ConformanceService,
@@ -46,5 +59,46 @@ describe("codes that say a call never ran", () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe("direct calls", () => {
+  @Message()
+  class Said {
+    @Field(1) requestId!: string;
+  }
+
+  @Service({ package: "inner", version: "v1" })
+  class InnerService {
+    @Method({ output: Said })
+    say(_req: Empty, ctx: CallContext): Said {
+      return { requestId: ctx.requestId };
+    }
+  }
+
+  @Service({ package: "outer", version: "v1" })
+  class OuterService {
+    static started = Promise.withResolvers<void>();
+    static release = Promise.withResolvers<void>();
+    constructor(@InjectClient(InnerService) private readonly inner: ServiceClient<InnerService>) {}
+
+    @Method({ output: Said })
+    async relay(_req: Empty, ctx: CallContext): Promise<Said> {
+      OuterService.started.resolve();
+      await OuterService.release.promise;
+      const said = await this.inner.say({});
+      return { requestId: `${ctx.requestId}=${said.requestId}` };
+    }
+  }
+
+  test("keep the request id, and run during a drain when made by a call already running", async () => {
+    const app = createApp({ name: "nested", services: [InnerService, OuterService], clients: [InnerService] });
+    await app.start({ env: {}, flags: { "log.level": "silent" } });
+    const outer = app.call(app.method(OuterService, "relay"), {}, { metadata: { "x-request-id": "r-1" } });
+    await OuterService.started.promise;
+    const closing = app.close();
+    OuterService.release.resolve();
+    expect(await outer).toEqual({ requestId: "r-1=r-1" });
+    await closing;
   });
 });

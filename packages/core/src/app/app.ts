@@ -204,7 +204,14 @@ export class GantryApp {
     if (options.timeoutMs !== undefined)
       deadline = Math.min(deadline ?? Number.POSITIVE_INFINITY, Date.now() + options.timeoutMs);
     const call = new CallContext(
-      { method, transport: "direct", metadata: new Metadata(Object.entries(options.metadata ?? {})), deadline },
+      {
+        method,
+        transport: "direct",
+        metadata: new Metadata(Object.entries(options.metadata ?? {})),
+        deadline,
+        requestId: options.metadata?.["x-request-id"] ?? parent?.requestId,
+        nested: parent !== undefined,
+      },
       this.#log,
     );
     // The caller's cancellation (its own signal, or the call it runs in being cancelled) reaches this call.

@@ -93,8 +93,11 @@ export class AppClients {
     } catch (error) {
       return Promise.reject(error);
     }
-    const signals = [options.signal, parent?.signal].filter((signal) => signal !== undefined);
-    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
+    // One signal where there is one (AbortSignal.any costs microseconds and memory per call).
+    const own = options.signal;
+    const inbound = parent?.signal;
+    const signal =
+      own === undefined || own === inbound ? inbound : inbound === undefined ? own : AbortSignal.any([own, inbound]);
     return runtime.call(method, input, { deadline, metadata, signal });
   }
 

@@ -15,6 +15,8 @@ export interface CallInit {
   /** Absolute deadline, in epoch milliseconds. */
   readonly deadline?: number;
   readonly requestId?: string;
+  /** Made in this process by a call that is running (admitted while the app drains). */
+  readonly nested?: boolean;
   /** The caller's address, when the transport knows it; a function is asked only when `peer` is read. */
   readonly peer?: string | (() => string | undefined);
   /**
@@ -42,6 +44,8 @@ export class CallContext {
   readonly method: MethodDescriptor;
   readonly transport: string;
   readonly startedAt: number;
+  /** @internal Made in this process by a call that is running. */
+  readonly nested: boolean;
   /** @internal Where the pipeline keeps this call among those in flight; -1 when it is not. */
   slot = -1;
   #metadata: Metadata | (() => Metadata) | undefined;
@@ -65,6 +69,7 @@ export class CallContext {
     this.#requestId = init.requestId;
     this.#peer = init.peer;
     this.startedAt = Date.now();
+    this.nested = init.nested === true;
     this.#appLog = log;
     this.#watch = init.watch;
   }

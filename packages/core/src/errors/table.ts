@@ -42,6 +42,11 @@ export const coreErrors = defineErrors({
     retryable: true,
     message: "server is shutting down",
   },
+  GANTRY_ERR_DRAIN_TIMEOUT: {
+    status: "UNAVAILABLE",
+    retryable: true,
+    message: "server is shutting down and the call did not finish within {timeoutMs} ms",
+  },
   GANTRY_ERR_UNKNOWN_METHOD: {
     status: "UNIMPLEMENTED",
     message: "unknown method {method}",

@@ -144,7 +144,8 @@ export class Invoker {
 
   /**
    * Stops taking calls (new ones get UNAVAILABLE) and waits for those running, at most `timeoutMs`.
-   * Calls still running then are aborted with UNAVAILABLE. Resolves with how many were.
+   * Calls still running then are aborted with UNAVAILABLE (GANTRY_ERR_DRAIN_TIMEOUT). Resolves with
+   * how many were.
    */
   async drain(timeoutMs: number): Promise<number> {
     this.#accepting = false;
@@ -160,14 +161,16 @@ export class Invoker {
     ]);
     clearTimeout(timer);
     const unfinished = [...this.#active];
-    for (const call of unfinished) call.abort(coreErrors.create("GANTRY_ERR_SHUTTING_DOWN"));
+    // Not SHUTTING_DOWN: that tells a caller its call never ran, and these did.
+    for (const call of unfinished) call.abort(coreErrors.create("GANTRY_ERR_DRAIN_TIMEOUT", { timeoutMs }));
     return unfinished.length;
   }
 
   /** Why a call cannot run now (unknown method, shutdown, the cap, a passed deadline, an abort), if it cannot. */
   #admit(handler: MethodHandler | undefined, method: MethodDescriptor, call: CallContext): GantryError | undefined {
     if (handler === undefined) return coreErrors.create("GANTRY_ERR_UNKNOWN_METHOD", { method: method.path });
-    if (!this.#accepting) return coreErrors.create("GANTRY_ERR_SHUTTING_DOWN");
+    // While draining, a call made in this process by a call already running is part of that call.
+    if (!this.#accepting && !call.nested) return coreErrors.create("GANTRY_ERR_SHUTTING_DOWN");
     if (this.#active.length >= this.#maxConcurrentCalls) {
       return coreErrors.create("GANTRY_ERR_OVERLOADED", { limit: this.#maxConcurrentCalls });
     }
