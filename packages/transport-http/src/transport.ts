@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, Server as NetServer } from "node:net";
 import type { Duplex } from "node:stream";
 import {
   type CallContext,
@@ -146,7 +146,11 @@ export class HttpTransport implements Transport {
   /** Stops accepting connections; responses to calls in flight close their connections. */
   drain(): void {
     this.#draining = true;
-    this.#server?.close();
+    // Stop listening, but leave idle keep-alive connections open (http.Server#close would close them):
+    // a caller that has just sent a call on one would see a reset and could not know the call never
+    // ran. Calls on them now get an answer (SHUTTING_DOWN, which a client may retry elsewhere) with
+    // `Connection: close`; close() ends whatever connections remain.
+    if (this.#server?.listening) NetServer.prototype.close.call(this.#server);
   }
 
   async close(): Promise<void> {

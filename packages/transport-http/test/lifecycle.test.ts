@@ -102,6 +102,24 @@ describe("the HTTP transport through the app's lifecycle", () => {
     await expect(fetch(`${served.url}/healthz`)).rejects.toThrow();
   });
 
+  test("a call sent on an idle keep-alive connection while draining is answered, never reset", async () => {
+    const served = await serve({}, { shutdown: { drainTimeoutMs: 5000 } });
+    const agent = new Agent({ keepAlive: true, maxSockets: 2 });
+    agents.push(agent);
+    // Two connections: one holds a slow call through the drain, the other is idle when it begins.
+    await Promise.all([send(`${served.url}/sleep`, agent, { ms: 50 }), send(`${served.url}/sleep`, agent, { ms: 50 })]);
+    const slow = send(`${served.url}/sleep`, agent, { ms: 500 });
+    await expect.poll(() => served.app.inFlight, { timeout: 3000 }).toBe(1);
+    const closing = served.close();
+    await expect.poll(() => served.http.draining).toBe(true);
+    const late = await send(`${served.url}/sleep`, agent, { ms: 1 });
+    expect(late.status).toBe(503);
+    expect(late.headers.connection).toBe("close");
+    expect(JSON.parse(late.body)).toMatchObject({ code: "GANTRY_ERR_SHUTTING_DOWN", retryable: true });
+    expect((await slow).status).toBe(200);
+    await closing;
+  });
+
   test("sheds calls over the concurrency cap with a retryable RESOURCE_EXHAUSTED", async () => {
     const served = await serve({}, { maxConcurrentCalls: 2 });
     opened.push(served);
