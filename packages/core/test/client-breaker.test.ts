@@ -5,6 +5,7 @@ import {
   Bulkhead,
   backoffMs,
   clientChannels,
+  DEFAULT_POLICY,
   type EjectionMessage,
   isRetryableError,
   mayRetry,
@@ -15,7 +16,7 @@ import {
   resolvePolicy,
 } from "../src/client/index.js";
 import { coreErrors, GantryError } from "../src/index.js";
-import { connectRefused, instance, notFound, overloaded, unavailable } from "./client-fakes.js";
+import { connectRefused, instance, notFound, overloaded, seeded, unavailable } from "./client-fakes.js";
 import { thrown } from "./helpers.js";
 
 function target(n: number) {
@@ -23,7 +24,7 @@ function target(n: number) {
 }
 
 describe("outlier detector", () => {
-  const settings = { consecutiveFailures: 3, baseEjectionMs: 1000, maxEjectionMs: 5000, maxEjectedShare: 0.5 };
+  const settings = { ...DEFAULT_POLICY.ejection, consecutiveFailures: 3, maxEjectionMs: 5000 };
   const events: EjectionMessage[] = [];
   const listen = (message: unknown) => void events.push(message as EjectionMessage);
   diagnostics.subscribe(clientChannels.ejection, listen);
@@ -56,7 +57,7 @@ describe("outlier detector", () => {
     expect(peer.outlier.untilMs).toBe(12_000);
     // The probe answers: restored, and the next ejection is short again.
     detector.expire(peer, 12_000);
-    expect(detector.succeeded(peer)).toBe(true);
+    expect(detector.succeeded(peer, 12_000)).toBe(true);
     expect(peer.outlier.state).toBe("active");
     for (let i = 0; i < 3; i++) detector.failed(peer, 20_000, false, 0, 4);
     expect(peer.outlier.untilMs).toBe(21_000);
@@ -88,7 +89,7 @@ describe("outlier detector", () => {
     const peer = target(1);
     detector.failed(peer, 0, false, 0, 4);
     detector.failed(peer, 0, false, 0, 4);
-    detector.succeeded(peer);
+    detector.succeeded(peer, 0);
     expect(detector.failed(peer, 0, false, 0, 4)).toBe(false);
     expect(detector.failed(target(2), 0, true, 0, 4)).toBe(true);
   });
@@ -100,6 +101,50 @@ describe("outlier detector", () => {
     expect(detector.failed(target(2), 0, true, 2, 4)).toBe(false);
     // A lone instance is never ejected at 0.5.
     expect(detector.failed(target(3), 0, true, 0, 1)).toBe(false);
+  });
+
+  test("half or more of at least 20 calls in 10 s failing ejects an instance that never fails 3 in a row", () => {
+    const detector = new OutlierDetector("s", settings);
+    const peer = target(1);
+    // Every other call fails: 19 calls with a verdict are not enough…
+    let now = 0;
+    for (let i = 0; i < 19; i++) {
+      now += 100;
+      const changed = i % 2 === 0 ? detector.failed(peer, now, false, 0, 4) : detector.succeeded(peer, now);
+      expect(changed).toBe(false);
+    }
+    // …the 20th is: 10 failures of 20.
+    expect(detector.failed(peer, now + 100, false, 0, 4)).toBe(true);
+    expect(peer.outlier.state).toBe("ejected");
+    expect(events.map((e) => e.state)).toEqual(["ejected"]);
+
+    // Fewer than half failing (2 in 5) never ejects, however many calls.
+    const steady = target(2);
+    for (let i = 0; i < 500; i++) {
+      now += 10;
+      const changed = i % 5 < 2 ? detector.failed(steady, now, false, 0, 4) : detector.succeeded(steady, now);
+      expect(changed).toBe(false);
+    }
+    // Failures older than the window are forgotten: 15 of them, then 10 s of nothing, then 10 answers
+    // and 5 failures (a third) are not enough.
+    const old = target(3);
+    for (let i = 0; i < 15; i++) {
+      detector.failed(old, 0, false, 0, 4);
+      detector.succeeded(old, 0);
+    }
+    for (let i = 0; i < 10; i++) detector.succeeded(old, 10_500);
+    for (let i = 0; i < 5; i++) {
+      detector.failed(old, 10_500, false, 0, 4);
+      expect(old.outlier.state).toBe("active");
+      detector.succeeded(old, 10_500);
+    }
+    // The share of ejected instances still holds.
+    const capped = target(4);
+    for (let i = 0; i < 20; i++) {
+      detector.failed(capped, 20_000, false, 2, 4);
+      detector.succeeded(capped, 20_000);
+    }
+    expect(capped.outlier.state).toBe("active");
   });
 
   test("a cancelled probe lets another one go", () => {
@@ -127,12 +172,47 @@ describe("adaptive throttle", () => {
     for (let i = 0; i < 90; i++) throttle.record(0, false);
     expect(throttle.probability(0)).toBeCloseTo((100 - 20) / 101);
     expect(throttle.reject(0)).toBeCloseTo(80 / 101);
-    // The rejected call counts as a request.
-    expect(throttle.requests(0)).toBe(101);
+    // Only calls sent count: a rejected one does not.
+    expect(throttle.requests(0)).toBe(100);
     // Half the window later the same buckets are still in it; a full window later they are gone.
     expect(throttle.probability(500)).toBeGreaterThan(0.7);
     expect(throttle.probability(1001)).toBe(0);
     expect(throttle.requests(1001)).toBe(0);
+  });
+
+  test.each([
+    { length: 60_000, shut: 0.45 },
+    { length: 120_000, shut: 0.97 },
+  ])("shuts through an outage of $length ms, and opens again within a minute of recovery", ({ length, shut }) => {
+    // 200 calls a second; 5 minutes healthy, the outage, then healthy again. The clock is the test's:
+    // `now` in ms. (Counting the calls it rejected as requests, the throttle kept itself shut for many
+    // minutes after a 2-minute outage.)
+    const throttle = new AdaptiveThrottle({ k: 2, random: seeded(7) });
+    const rate = 200;
+    const outage = { from: 300_000, to: 300_000 + length };
+    let rejectedLate = 0;
+    let callsLate = 0;
+    let recoveredAfter: number | undefined;
+    for (let now = 0; now < outage.to + 180_000; now += 1000 / rate) {
+      const up = now < outage.from || now >= outage.to;
+      const rejected = throttle.reject(now) !== 0;
+      if (now >= outage.to - 30_000 && now < outage.to) {
+        callsLate += 1;
+        if (rejected) rejectedLate += 1;
+      }
+      if (!rejected) throttle.record(now, up);
+      if (now >= outage.to && recoveredAfter === undefined && throttle.probability(now) < 0.01) {
+        recoveredAfter = now - outage.to;
+      }
+      if (now < outage.from) expect(rejected).toBe(false);
+    }
+    // In the outage's last 30 s it rejects most calls (nearly all, once the healthy minute before the
+    // outage has left its window), sending a trickle to find out when the service is back.
+    expect(rejectedLate / callsLate).toBeGreaterThan(shut);
+    // The rejection probability is under 1% within about one window (60 s) of the recovery.
+    expect(recoveredAfter).toBeDefined();
+    expect(recoveredAfter).toBeLessThanOrEqual(65_000);
+    expect(throttle.probability(outage.to + 120_000)).toBe(0);
   });
 
   test("old buckets slide out one by one", () => {
@@ -174,11 +254,11 @@ describe("retry rules", () => {
     expect(backoffMs(2, 25, 1000, () => 0)).toBe(0);
   });
 
-  test("the budget allows ratio × calls plus the floor, and the floor refills with time", () => {
+  test("the budget allows ratio × the calls of the last 10 s plus the floor, and the floor refills with time", () => {
     const budget = new RetryBudget({ ratio: 0.1, minRetriesPerSecond: 5 });
     let allowed = 0;
     for (let i = 0; i < 200; i++) {
-      budget.deposit();
+      budget.deposit(0);
       if (budget.withdraw(0)) allowed += 1;
     }
     // 20 from the calls, 5 from the floor.
@@ -186,15 +266,30 @@ describe("retry rules", () => {
     expect(budget.withdraw(0)).toBe(false);
     expect(budget.withdraw(200)).toBe(true);
     expect(budget.withdraw(200)).toBe(false);
-    expect(budget.withdraw(10_000)).toBe(true);
+    // 10 s later those calls have left the window: the floor alone, refilled to a second's worth.
+    let later = 0;
+    while (budget.withdraw(10_500)) later += 1;
+    expect(later).toBe(5);
   });
 
-  test("a long healthy spell banks at most 100 calls' worth of retries", () => {
-    const budget = new RetryBudget({ ratio: 0.1, minRetriesPerSecond: 0 });
-    for (let i = 0; i < 10_000; i++) budget.deposit();
+  test("grows with the call rate: a busy client may retry ratio × its calls, not a fixed handful", () => {
+    const budget = new RetryBudget({ ratio: 0.1, minRetriesPerSecond: 10 });
+    // 30 000 calls in 2 s (300 in flight at 20 ms each).
+    for (let i = 0; i < 30_000; i++) budget.deposit(i / 15);
     let allowed = 0;
-    while (budget.withdraw(0)) allowed += 1;
-    expect(allowed).toBe(10);
+    while (budget.withdraw(2000)) allowed += 1;
+    expect(allowed).toBe(3000 + 10);
+  });
+
+  test("a long healthy spell banks nothing beyond its last 10 s", () => {
+    const budget = new RetryBudget({ ratio: 0.1, minRetriesPerSecond: 0 });
+    for (let i = 0; i < 100_000; i++) budget.deposit(i);
+    let allowed = 0;
+    while (budget.withdraw(100_000)) allowed += 1;
+    // The calls of the last 10 s (less one bucket of 500 ms, at most): ~10 000 of them, so ~1000 retries.
+    expect(allowed).toBeGreaterThanOrEqual(950);
+    expect(allowed).toBeLessThanOrEqual(1000);
+    expect(new RetryBudget({ ratio: 0, minRetriesPerSecond: 0 }).withdraw(0)).toBe(false);
   });
 });
 
@@ -219,6 +314,9 @@ describe("policy", () => {
     ]);
     expect(policy.ejection).toEqual({
       consecutiveFailures: 5,
+      failureRate: 0.5,
+      failureRateMinCalls: 20,
+      failureRateWindowMs: 10_000,
       baseEjectionMs: 1000,
       maxEjectionMs: 30_000,
       maxEjectedShare: 0.5,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
-import { DeadlineQueue, Expiring } from "../src/client/deadline.js";
+import { DeadlineQueue, Expiring, MAX_TIMER_MS } from "../src/client/deadline.js";
 
 class Item extends Expiring {
   constructor(
@@ -72,6 +72,26 @@ describe("deadline queue", () => {
     expect(log).toEqual(["soon"]);
     const left = queue.drain();
     expect(left).toEqual([]);
+    setTimeoutSpy.mockRestore();
+  });
+
+  test("a deadline farther than a timer can hold arms the longest timer, and expires when it comes", async () => {
+    vi.useFakeTimers({ now: 0 });
+    const setTimeoutSpy = vi.spyOn(globalThis, "setTimeout");
+    const queue = new DeadlineQueue();
+    const log: string[] = [];
+    queue.add(new Item("far", log, 2 * MAX_TIMER_MS + 10));
+    queue.add(new Item("never", log, Number.POSITIVE_INFINITY));
+    // Node fires a timer set for longer after 1 ms: the queue would re-arm it every millisecond.
+    expect(setTimeoutSpy.mock.calls.map(([, delay]) => delay)).toEqual([MAX_TIMER_MS]);
+    await vi.advanceTimersByTimeAsync(MAX_TIMER_MS);
+    expect(log).toEqual([]);
+    await vi.advanceTimersByTimeAsync(MAX_TIMER_MS);
+    expect(log).toEqual([]);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(log).toEqual(["far"]);
+    expect(setTimeoutSpy.mock.calls.map(([, delay]) => delay)).toEqual([MAX_TIMER_MS, MAX_TIMER_MS, 10, MAX_TIMER_MS]);
+    expect(queue.drain()).toHaveLength(1);
     setTimeoutSpy.mockRestore();
   });
 

@@ -1,6 +1,9 @@
+import diagnostics from "node:diagnostics_channel";
+import { getEventListeners } from "node:events";
 import { afterEach, describe, expect, test, vi } from "vitest";
-import { ClientRuntime, type OutboundCall } from "../src/client/index.js";
-import { GantryError } from "../src/index.js";
+import { DeadlineQueue, MAX_TIMER_MS } from "../src/client/deadline.js";
+import { ClientRuntime, clientChannels, FIRST_SNAPSHOT_WAIT_MS, type OutboundCall } from "../src/client/index.js";
+import { coreErrors, GantryError } from "../src/index.js";
 import {
   after,
   FakeResolver,
@@ -59,17 +62,29 @@ describe("instances", () => {
     expect(transport.calls).toEqual([urlOf(1)]);
   });
 
-  test("the wait for the first snapshot ends at the deadline with NO_INSTANCES, naming the registry's error", async () => {
+  test("the wait for the first snapshot ends at the deadline with DEADLINE_EXCEEDED, naming the registry's error", async () => {
     const { runtime, resolver } = runtimeOf();
     const started = Date.now();
     const pending = runtime.call(getHello, { name: "Ada" }, { deadline: started + 40 });
     resolver.error(new Error("etcd is down"));
     const error = await rejected(pending);
     expect(Date.now() - started).toBeGreaterThanOrEqual(35);
+    expect(error.code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    expect(error.status).toBe("DEADLINE_EXCEEDED");
+    expect(error.message).toMatch(
+      /^deadline exceeded after (39|40) ms \(hello\.v1\.HelloService\/GetHello; the registry has not answered: etcd is down\)$/,
+    );
+  });
+
+  test("without a deadline, the wait for the first snapshot ends after FIRST_SNAPSHOT_WAIT_MS with NO_INSTANCES", async () => {
+    vi.useFakeTimers();
+    const { runtime } = runtimeOf();
+    const pending = rejected(runtime.call(getHello, { name: "Ada" }));
+    await vi.advanceTimersByTimeAsync(FIRST_SNAPSHOT_WAIT_MS);
+    const error = await pending;
     expect(error.code).toBe("GANTRY_ERR_NO_INSTANCES");
-    expect(error.status).toBe("UNAVAILABLE");
     expect(error.message).toBe(
-      "no instance of hello.v1.HelloService is available (the registry has not answered: etcd is down) (hello.v1.HelloService/GetHello)",
+      "no instance of hello.v1.HelloService is available (the registry has not answered) (hello.v1.HelloService/GetHello)",
     );
   });
 
@@ -337,8 +352,9 @@ describe("deadlines", () => {
     expect(error.status).toBe("DEADLINE_EXCEEDED");
     expect(error.code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
     expect(error.message).toBe(
-      `deadline exceeded after 30 ms (hello.v1.HelloService/GetHello via ${urlOf(1)}, attempt 1 of 3)`,
+      "deadline exceeded after 30 ms (hello.v1.HelloService/GetHello on instance i1, attempt 1 of 3)",
     );
+    expect(error.details).toEqual({ endpoint: urlOf(1) });
     expect(seen).toHaveLength(1);
     expect(seen[0].signal.aborted).toBe(true);
     expect(seen[0].deadline).toBeGreaterThanOrEqual(before + 30);
@@ -426,6 +442,59 @@ describe("deadlines", () => {
   });
 });
 
+describe("deadlines farther than a timer can hold (2^31 − 1 ms, 24.8 days)", () => {
+  const DAY = 86_400_000;
+
+  test("a call with a 30-day or an infinite deadline sets no timer that fires early, and no overflow warning", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => void warnings.push(warning);
+    process.on("warning", onWarning);
+    const fire = vi.spyOn(DeadlineQueue.prototype, "fire");
+    try {
+      const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
+      transport.script = (url, call) => after(30, { message: url }, call.signal);
+      await expect(runtime.call(getHello, {}, { deadline: Date.now() + 30 * DAY })).resolves.toBeDefined();
+      await expect(runtime.call(getHello, {}, { deadline: Number.POSITIVE_INFINITY })).resolves.toBeDefined();
+      await new Promise((resolve) => setImmediate(resolve));
+      // Set for more than 2^31 − 1 ms, Node's timer fired after 1 ms, over and over.
+      expect(fire).not.toHaveBeenCalled();
+      expect(warnings.filter((w) => w.name === "TimeoutOverflowWarning")).toEqual([]);
+    } finally {
+      fire.mockRestore();
+      process.off("warning", onWarning);
+    }
+  });
+
+  test("such a deadline still ends the call when it comes", async () => {
+    vi.useFakeTimers();
+    const setTimeoutSpy = vi.spyOn(globalThis, "setTimeout");
+    const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
+    transport.script = (_, call) => hang(call.signal);
+    let settled = false;
+    const pending = rejected(runtime.call(getHello, {}, { deadline: Date.now() + MAX_TIMER_MS + 1000 })).finally(() => {
+      settled = true;
+    });
+    await vi.advanceTimersByTimeAsync(MAX_TIMER_MS);
+    expect(settled).toBe(false);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect((await pending).code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    for (const [, delay] of setTimeoutSpy.mock.calls) expect(delay).toBeLessThanOrEqual(MAX_TIMER_MS);
+    setTimeoutSpy.mockRestore();
+  });
+
+  test("before the first snapshot, a call with a 30-day deadline waits for it", async () => {
+    const { runtime, resolver } = runtimeOf();
+    let settled = false;
+    const pending = runtime.call(getHello, {}, { deadline: Date.now() + 30 * DAY }).finally(() => {
+      settled = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(settled).toBe(false);
+    resolver.snapshot([instance(1)]);
+    await expect(pending).resolves.toEqual({ message: `hi from ${urlOf(1)}` });
+  });
+});
+
 describe("errors", () => {
   test("keep the callee's status, code and details, and say where they happened", async () => {
     const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
@@ -439,8 +508,11 @@ describe("errors", () => {
     expect(error.code).toBe("GREETING_NOT_FOUND");
     expect(error.httpStatus).toBe(404);
     expect(error.retryable).toBe(false);
-    expect(error.details).toEqual({ name: "Ada" });
-    expect(error.message).toBe(`no such greeting (hello.v1.HelloService/GetHello via ${urlOf(1)}, attempt 1 of 3)`);
+    // The endpoint goes in the details, beside the callee's own, and not in the message: a method may
+    // let the error through to callers outside, who have no business with internal addresses.
+    expect(error.details).toEqual({ name: "Ada", endpoint: urlOf(1) });
+    expect(error.message).toBe("no such greeting (hello.v1.HelloService/GetHello on instance i1, attempt 1 of 3)");
+    expect(error.message).not.toContain("10.0.0.1");
     expect(error.cause).toBe(original);
     expect(transport.calls).toHaveLength(1);
   });
@@ -461,8 +533,9 @@ describe("errors", () => {
     const error = await rejected(runtime.call(getHello, {}));
     expect(error.violations).toEqual([{ field: "name", description: "is required" }]);
     expect(error.message).toMatch(
-      /^invalid HelloRequest \(hello\.v1\.HelloService\/GetHello via grpc:\/\/.*, attempt 2 of 3\)$/,
+      /^invalid HelloRequest \(hello\.v1\.HelloService\/GetHello on instance i[12], attempt 2 of 3\)$/,
     );
+    expect(error.details.endpoint).toBe(urlOf(Number(/on instance i(\d)/.exec(error.message)?.[1])));
   });
 
   test("anything else a channel throws becomes INTERNAL", async () => {
@@ -576,7 +649,7 @@ describe("bulkhead, fallback, interceptors", () => {
 });
 
 describe("signals", () => {
-  test("many calls in flight on the runtime's own signal raise no listener warning", async () => {
+  test("many calls in flight raise no listener warning", async () => {
     const warnings: Error[] = [];
     const onWarning = (warning: Error) => void warnings.push(warning);
     process.on("warning", onWarning);
@@ -605,6 +678,133 @@ describe("signals", () => {
   });
 });
 
+describe("the caller's signal", () => {
+  const inboundDeadline = () => coreErrors.create("GANTRY_ERR_DEADLINE_EXCEEDED", { timeoutMs: 50 });
+
+  test("an inbound call past its deadline fails its outbound calls with DEADLINE_EXCEEDED, not CANCELLED", async () => {
+    const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
+    transport.script = (_, call) => hang(call.signal);
+    // During an attempt.
+    const parent = new AbortController();
+    const pending = runtime.call(getHello, {}, { signal: parent.signal });
+    await until(() => transport.calls.length === 1);
+    parent.abort(inboundDeadline());
+    const error = await rejected(pending);
+    expect(error.code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    expect(error.status).toBe("DEADLINE_EXCEEDED");
+    expect(error.message).toBe(
+      "deadline exceeded after 50 ms (hello.v1.HelloService/GetHello on instance i1, attempt 1 of 3)",
+    );
+    // Already past: no attempt.
+    const late = await rejected(runtime.call(getHello, {}, { signal: parent.signal }));
+    expect(late.code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    expect(transport.calls).toHaveLength(1);
+    // While waiting for the registry.
+    const early = runtimeOf();
+    const waiting = new AbortController();
+    const before = early.runtime.call(getHello, {}, { signal: waiting.signal });
+    waiting.abort(inboundDeadline());
+    expect((await rejected(before)).code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    // During a backoff.
+    const retrying = runtimeOf({
+      instances: [instance(1), instance(2)],
+      policy: { retry: { baseDelayMs: 100_000, maxDelayMs: 100_000 } },
+    });
+    retrying.transport.script = async () => {
+      throw unavailable();
+    };
+    const backingOff = new AbortController();
+    const retried = retrying.runtime.call(getHello, {}, { signal: backingOff.signal });
+    await until(() => retrying.transport.calls.length === 1);
+    backingOff.abort(inboundDeadline());
+    expect((await rejected(retried)).code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    // Any other reason is a cancellation, with the reason as its cause.
+    const other = new AbortController();
+    const cancelled = runtime.call(getHello, {}, { signal: other.signal });
+    await until(() => transport.calls.length === 2);
+    const reason = new Error("the user went away");
+    other.abort(reason);
+    const error2 = await rejected(cancelled);
+    expect(error2.code).toBe("GANTRY_ERR_CANCELLED");
+    expect(error2.cause).toBe(reason);
+  });
+
+  test("a signal that aborts between two attempts stops the call before the second", async () => {
+    const { runtime, transport } = runtimeOf({
+      instances: [instance(1), instance(2)],
+      policy: { retry: { baseDelayMs: 0 } },
+    });
+    transport.script = async () => {
+      throw unavailable();
+    };
+    const controller = new AbortController();
+    // After the first attempt failed and before the second: when the retry is announced.
+    const onRetry = () => controller.abort();
+    diagnostics.subscribe(clientChannels.retry, onRetry);
+    try {
+      const error = await rejected(runtime.call(getHello, {}, { signal: controller.signal }));
+      expect(error.code).toBe("GANTRY_ERR_CANCELLED");
+      expect(transport.calls).toHaveLength(1);
+    } finally {
+      diagnostics.unsubscribe(clientChannels.retry, onRetry);
+    }
+  });
+
+  test("each attempt has a signal of its own, which close() aborts", async () => {
+    const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
+    const seen: OutboundCall[] = [];
+    transport.script = (_, call) => {
+      seen.push(call);
+      return hang(call.signal);
+    };
+    const caller = new AbortController();
+    const pending = [
+      runtime.call(getHello, {}),
+      runtime.call(getHello, {}),
+      runtime.call(getHello, {}, { deadline: Date.now() + 60_000 }),
+      runtime.call(getHello, {}, { signal: caller.signal }),
+    ];
+    await until(() => seen.length === 4);
+    // One signal shared by the calls in flight made each call's listener cost more the more there were.
+    expect(new Set(seen.map((call) => call.signal)).size).toBe(4);
+    expect(seen.map((call) => call.signal)).not.toContain(caller.signal);
+    await runtime.close();
+    for (const call of seen) {
+      expect(call.signal.aborted).toBe(true);
+      expect((call.signal.reason as GantryError).code).toBe("GANTRY_ERR_SHUTTING_DOWN");
+    }
+    for (const call of pending) expect((await rejected(call)).code).toBe("GANTRY_ERR_SHUTTING_DOWN");
+  });
+
+  test("calls in flight that share one caller's signal share one listener on it, and all end when it aborts", async () => {
+    const { runtime, transport } = runtimeOf({ instances: [instance(1), instance(2)] });
+    transport.script = (_, call) => hang(call.signal);
+    // An inbound call making 200 calls at once: each one's listener would cost in proportion to the others.
+    const parent = new AbortController();
+    const pending = Array.from({ length: 200 }, (_, i) =>
+      runtime.call(getHello, {}, { signal: parent.signal, ...(i % 2 === 0 ? { deadline: Date.now() + 60_000 } : {}) }),
+    );
+    await until(() => transport.calls.length === 200);
+    expect(getEventListeners(parent.signal, "abort").length).toBeLessThanOrEqual(2);
+    parent.abort(coreErrors.create("GANTRY_ERR_DEADLINE_EXCEEDED", { timeoutMs: 50 }));
+    for (const call of pending) expect((await rejected(call)).code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    // A signal of each call's own is listened to directly, and let go when the call ends.
+    transport.script = async () => ({ message: "ok" });
+    const own = new AbortController();
+    await runtime.call(getHello, {}, { signal: own.signal });
+    expect(getEventListeners(own.signal, "abort")).toEqual([]);
+  });
+
+  test("close() fails a call in flight even when its channel never looks at the signal", async () => {
+    const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
+    transport.script = () => new Promise(() => {});
+    const pending = runtime.call(getHello, {});
+    await until(() => transport.calls.length === 1);
+    await runtime.close();
+    expect((await rejected(pending)).code).toBe("GANTRY_ERR_SHUTTING_DOWN");
+  });
+});
+
 describe("close", () => {
   test("fails calls in flight and calls to come with SHUTTING_DOWN, and calls still waiting for the registry", async () => {
     const resolver = new FakeResolver();
@@ -621,7 +821,7 @@ describe("close", () => {
     for (const pending of [plain, withDeadline]) {
       const error = await rejected(pending);
       expect(error.code).toBe("GANTRY_ERR_SHUTTING_DOWN");
-      expect(error.message).toContain(`via ${urlOf(1)}, attempt 1 of 3`);
+      expect(error.message).toContain("on instance i1, attempt 1 of 3");
     }
     const after = await rejected(runtime.call(getHello, {}));
     expect(after.code).toBe("GANTRY_ERR_SHUTTING_DOWN");

@@ -42,8 +42,9 @@ export function coreConfigSchema(options: AppOptions) {
       },
       shutdown: {
         propagationDelay: config.duration({
-          default: options.shutdown?.propagationDelayMs ?? 0,
-          doc: "Wait after deregistering, for clients to see it, before draining",
+          // With a registry, callers need a moment to see the deregistration before connections close.
+          default: options.shutdown?.propagationDelayMs ?? (options.discovery === undefined ? 0 : 1000),
+          doc: "Wait after deregistering, for clients to see it, before draining (1 s with discovery, else 0)",
         }),
         deregisterTimeout: config.duration({
           default: 5000,

@@ -4,16 +4,26 @@
  */
 import type { ServiceInstance } from "../registry/index.js";
 import { type EjectionMessage, ejectionChannel } from "./diagnostics.js";
+import { SlidingCounts } from "./window.js";
 
 /** `active`: picked as usual; `ejected`: not picked until `untilMs`; `half-open`: one probe call at a time. */
 export type EjectionState = "active" | "ejected" | "half-open";
 
 export interface EjectionSettings {
   readonly consecutiveFailures: number;
+  /** Failure-rate ejection: at least this share of the instance's calls failed… */
+  readonly failureRate: number;
+  /** …of at least this many calls… */
+  readonly failureRateMinCalls: number;
+  /** …in this sliding window, ms. */
+  readonly failureRateWindowMs: number;
   readonly baseEjectionMs: number;
   readonly maxEjectionMs: number;
   readonly maxEjectedShare: number;
 }
+
+/** Buckets of the failure-rate window. */
+const FAILURE_RATE_BUCKETS = 10;
 
 /** The outlier state of one instance. */
 export class Outlier {
@@ -26,6 +36,8 @@ export class Outlier {
   untilMs = 0;
   /** While half-open: the probe call is in flight. */
   probing = false;
+  /** Calls with a verdict (first) and failures (second) in the failure-rate window; made on the first. */
+  recent: SlidingCounts | undefined = undefined;
 }
 
 /** What the detector needs of an instance. */
@@ -36,10 +48,16 @@ export interface Ejectable {
 }
 
 /**
- * Outlier ejection (as Envoy's): `consecutiveFailures` failures in a row from one instance (or one
- * refused connection) take it out of rotation for `baseEjectionMs × 2^(ejections in a row − 1)`, at most
- * `maxEjectionMs`; then it is half-open, and one probe call decides: an answer restores it, a failure
- * ejects it again, for longer. No more than `maxEjectedShare` of the instances are ever ejected at once.
+ * Outlier ejection (as Envoy's): an instance is taken out of rotation after `consecutiveFailures`
+ * failures in a row, after one refused connection, or when at least `failureRate` of its calls failed
+ * among `failureRateMinCalls` or more in the last `failureRateWindowMs` (so that an instance failing
+ * every other call, which never fails five in a row, is taken out too). An ejection
+ * lasts `baseEjectionMs × 2^(ejections in a row − 1)`, at most `maxEjectionMs`; then the instance is
+ * half-open, and one probe call decides: an answer restores it, a failure ejects it again, for longer.
+ * No more than `maxEjectedShare` of the instances are ever ejected at once.
+ *
+ * What is a failure is the caller's to say (the runtime counts only what proves the instance itself
+ * unwell: see `ClientRuntime`); anything else is an answer, or no verdict at all (`released`).
  *
  * Each method returns true when the instance's state changed, so that the caller rebuilds the set it
  * picks from. Times (`now`) are on a monotonic clock: the runtime gives performance.now().
@@ -57,14 +75,16 @@ export class OutlierDetector {
     this.#settings = settings;
   }
 
-  /** The instance answered (with a result or with an error of the callee's own). */
-  succeeded(target: Ejectable): boolean {
+  /** The instance answered at `now` (with a result or with an error of the callee's own). */
+  succeeded(target: Ejectable, now: number): boolean {
     const outlier = target.outlier;
+    this.#recent(outlier).add(now, 1, 0);
     outlier.failures = 0;
     if (outlier.state === "active") return false;
     outlier.state = "active";
     outlier.ejections = 0;
     outlier.probing = false;
+    outlier.recent?.clear();
     this.#publish(target, "restored", undefined);
     return true;
   }
@@ -76,14 +96,20 @@ export class OutlierDetector {
    */
   failed(target: Ejectable, now: number, immediately: boolean, ejected: number, total: number): boolean {
     const outlier = target.outlier;
+    const settings = this.#settings;
     outlier.failures += 1;
+    const recent = this.#recent(outlier);
+    recent.add(now, 1, 1);
     if (outlier.state === "half-open") {
       this.#eject(target, now);
       return true;
     }
     if (outlier.state === "ejected") return false;
-    if (!immediately && outlier.failures < this.#settings.consecutiveFailures) return false;
-    if (ejected + 1 > Math.floor(this.#settings.maxEjectedShare * total)) return false;
+    if (!immediately && outlier.failures < settings.consecutiveFailures) {
+      const calls = recent.first(now);
+      if (calls < settings.failureRateMinCalls || recent.second(now) < settings.failureRate * calls) return false;
+    }
+    if (ejected + 1 > Math.floor(settings.maxEjectedShare * total)) return false;
     this.#eject(target, now);
     return true;
   }
@@ -105,6 +131,13 @@ export class OutlierDetector {
     return true;
   }
 
+  #recent(outlier: Outlier): SlidingCounts {
+    if (outlier.recent === undefined) {
+      outlier.recent = new SlidingCounts(this.#settings.failureRateWindowMs, FAILURE_RATE_BUCKETS);
+    }
+    return outlier.recent;
+  }
+
   #eject(target: Ejectable, now: number): void {
     const outlier = target.outlier;
     const settings = this.#settings;
@@ -114,6 +147,8 @@ export class OutlierDetector {
     outlier.untilMs = now + duration;
     outlier.failures = 0;
     outlier.probing = false;
+    // Back in rotation, it starts with a clean record.
+    outlier.recent?.clear();
     this.#publish(target, "ejected", Date.now() + duration);
   }
 
@@ -133,19 +168,25 @@ export class OutlierDetector {
 export interface ThrottleOptions {
   /** Accepts count k times: rejection starts once requests exceed k × accepts. Default 2. */
   readonly k?: number;
-  /** The sliding window, ms. Default 120000 (two minutes, as in the SRE book). */
+  /** The sliding window, ms. Default 60000. */
   readonly windowMs?: number;
-  /** Buckets the window slides by. Default 60 (two seconds each). */
+  /** Buckets the window slides by. Default 60 (a second each). */
   readonly buckets?: number;
   readonly random?: () => number;
 }
 
 /**
- * Client-side adaptive throttling (Google SRE book, "Handling Overload"): over a sliding window it
- * counts requests (every call the application made, including those rejected here) and accepts (calls a
- * server answered with anything but UNAVAILABLE or RESOURCE_EXHAUSTED), and rejects a new call locally
- * with probability max(0, (requests − k·accepts) / (requests + 1)). A healthy service never sees a
+ * Client-side adaptive throttling (Google SRE book, "Handling Overload"): over a sliding window of a
+ * minute it counts requests (attempts actually sent) and accepts (those a server answered with anything
+ * but UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED), and rejects a new call locally with
+ * probability max(0, (requests − k·accepts) / (requests + 1)). A healthy service never sees a
  * rejection; a failing one gets a trickle of calls that detect its recovery.
+ *
+ * Unlike the book, calls rejected here are not counted as requests: counted, they keep the probability
+ * up by themselves, and after an outage about as long as the window the throttle kept rejecting most
+ * calls for many minutes after the service had recovered. Counting only what was sent, the trickle
+ * during an outage is about √(window × rate) calls a window, and the throttle opens again within
+ * about a window of the recovery.
  *
  * @example
  * const throttle = new AdaptiveThrottle({ k: 2 });
@@ -154,87 +195,45 @@ export interface ThrottleOptions {
  */
 export class AdaptiveThrottle {
   readonly k: number;
-  readonly #bucketMs: number;
-  readonly #requests: Float64Array;
-  readonly #accepts: Float64Array;
+  readonly #window: SlidingCounts;
   readonly #random: () => number;
-  #index = 0;
-  #bucketEnd = Number.NEGATIVE_INFINITY;
-  #totalRequests = 0;
-  #totalAccepts = 0;
 
   constructor(options: ThrottleOptions = {}) {
     this.k = options.k ?? 2;
-    const buckets = options.buckets ?? 60;
-    this.#bucketMs = (options.windowMs ?? 120_000) / buckets;
-    this.#requests = new Float64Array(buckets);
-    this.#accepts = new Float64Array(buckets);
+    this.#window = new SlidingCounts(options.windowMs ?? 60_000, options.buckets ?? 60);
     this.#random = options.random ?? Math.random;
   }
 
   /** Requests in the window at `now`. */
   requests(now: number): number {
-    this.#advance(now);
-    return this.#totalRequests;
+    return this.#window.first(now);
   }
 
   /** Accepts in the window at `now`. */
   accepts(now: number): number {
-    this.#advance(now);
-    return this.#totalAccepts;
+    return this.#window.second(now);
   }
 
   /** The probability that a call made at `now` is rejected. */
   probability(now: number): number {
-    this.#advance(now);
-    const excess = this.#totalRequests - this.k * this.#totalAccepts;
-    return excess > 0 ? excess / (this.#totalRequests + 1) : 0;
+    const requests = this.#window.first(now);
+    const excess = requests - this.k * this.#window.second(now);
+    return excess > 0 ? excess / (requests + 1) : 0;
   }
 
   /**
    * Decides whether the call made at `now` is rejected locally: returns the probability it was rejected
-   * with, or 0 when it may go. A rejected call counts as a request that was not accepted.
+   * with, or 0 when it may go. A rejected call is not counted.
    */
   reject(now: number): number {
     const p = this.probability(now);
     if (p === 0 || this.#random() >= p) return 0;
-    this.#requests[this.#index] += 1;
-    this.#totalRequests += 1;
     return p;
   }
 
   /** Counts one request that went out, and whether a server accepted it. */
   record(now: number, accepted: boolean): void {
-    this.#advance(now);
-    this.#requests[this.#index] += 1;
-    this.#totalRequests += 1;
-    if (accepted) {
-      this.#accepts[this.#index] += 1;
-      this.#totalAccepts += 1;
-    }
-  }
-
-  #advance(now: number): void {
-    if (now < this.#bucketEnd) return;
-    const size = this.#requests.length;
-    const steps = Math.floor((now - this.#bucketEnd) / this.#bucketMs) + 1;
-    if (steps >= size || this.#bucketEnd === Number.NEGATIVE_INFINITY) {
-      this.#requests.fill(0);
-      this.#accepts.fill(0);
-      this.#totalRequests = 0;
-      this.#totalAccepts = 0;
-      this.#index = 0;
-      this.#bucketEnd = now + this.#bucketMs;
-      return;
-    }
-    for (let i = 0; i < steps; i++) {
-      this.#index = this.#index + 1 === size ? 0 : this.#index + 1;
-      this.#totalRequests -= this.#requests[this.#index];
-      this.#totalAccepts -= this.#accepts[this.#index];
-      this.#requests[this.#index] = 0;
-      this.#accepts[this.#index] = 0;
-    }
-    this.#bucketEnd += steps * this.#bucketMs;
+    this.#window.add(now, 1, accepted ? 1 : 0);
   }
 }
 

@@ -3,6 +3,12 @@
  * and its clearTimeout cost about as much as the rest of the runtime's work on a call.
  */
 
+/**
+ * The longest delay a timer holds: Node fires a longer one after 1 ms (with a TimeoutOverflowWarning).
+ * Timers for later deadlines are set for this long, and set again when they fire early.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /** Something that ends at `expiresAt` (ms since the epoch) unless removed first. */
 export abstract class Expiring {
   expiresAt = 0;
@@ -78,7 +84,7 @@ export class DeadlineQueue {
 
   #arm(deadline: number): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = setTimeout(fire, Math.max(0, deadline - Date.now()), this);
+    this.#timer = setTimeout(fire, Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())), this);
     this.#armedAt = deadline;
     this.#referenced = true;
   }

@@ -13,7 +13,15 @@ export const DEFAULT_POLICY = {
   transports: ["grpc", "http"],
   balancer: "p2c",
   retry: { maxAttempts: 3, baseDelayMs: 25, maxDelayMs: 1000, budgetRatio: 0.1, minRetriesPerSecond: 10 },
-  ejection: { consecutiveFailures: 5, baseEjectionMs: 1000, maxEjectionMs: 30_000, maxEjectedShare: 0.5 },
+  ejection: {
+    consecutiveFailures: 5,
+    failureRate: 0.5,
+    failureRateMinCalls: 20,
+    failureRateWindowMs: 10_000,
+    baseEjectionMs: 1000,
+    maxEjectionMs: 30_000,
+    maxEjectedShare: 0.5,
+  },
   throttle: { k: 2 },
 } as const;
 
@@ -119,6 +127,10 @@ export function resolvePolicy(policy: ClientPolicy, service: string): ResolvedPo
         1,
         true,
       ),
+      // Fixed, not in ClientPolicy: half or more of at least 20 calls in 10 s.
+      failureRate: defaults.ejection.failureRate,
+      failureRateMinCalls: defaults.ejection.failureRateMinCalls,
+      failureRateWindowMs: defaults.ejection.failureRateWindowMs,
       baseEjectionMs: number("ejection.baseEjectionMs", ejection.baseEjectionMs, defaults.ejection.baseEjectionMs, 0),
       maxEjectionMs: number("ejection.maxEjectionMs", ejection.maxEjectionMs, defaults.ejection.maxEjectionMs, 0),
       maxEjectedShare,

@@ -3,6 +3,7 @@
  * from multiplying the load on a service that is already failing.
  */
 import type { GantryError } from "../errors/gantry-error.js";
+import { SlidingCounts } from "./window.js";
 
 /**
  * Codes that prove the call never ran on the server, so that even a method that is not idempotent
@@ -51,34 +52,42 @@ export function backoffMs(retry: number, baseDelayMs: number, maxDelayMs: number
 
 const UNIT = 1_000_000;
 
+/** How far back the retry budget looks, ms (as Finagle's default `ttl`). */
+export const RETRY_BUDGET_WINDOW_MS = 10_000;
+
 export interface RetryBudgetOptions {
-  /** Tokens each call deposits; a retry spends 1. Default 0.1. */
+  /** Retries allowed per call made in the window. Default 0.1. */
   readonly ratio?: number;
   /** Retries a second allowed whatever the ratio, for clients that make few calls. Default 10. */
   readonly minRetriesPerSecond?: number;
+  /** The sliding window of calls, ms. Default {@link RETRY_BUDGET_WINDOW_MS}. */
+  readonly windowMs?: number;
 }
 
 /**
- * The retry budget (as Finagle's and gRPC's retry throttling): a token bucket to which every call adds
- * `ratio` tokens and from which every retry takes one, plus a floor that refills at
- * `minRetriesPerSecond`. Retries beyond it are not made, so that when a service fails they add at most
- * `ratio` to the load (plus the floor) instead of multiplying it by the number of attempts.
+ * The retry budget (as Finagle's): retries stay within `ratio` × the calls made in the last 10 s (a
+ * sliding window), plus a floor of `minRetriesPerSecond` for clients that make few calls (a bucket
+ * that holds one second's worth and refills at that rate). When a service fails, retries add at most
+ * `ratio` to its load, plus the floor, instead of multiplying it by the number of attempts; and the
+ * budget grows with the call rate, so that a busy client that loses one instance of several can
+ * retry every call that instance dropped.
  *
- * The bucket holds at most 100 calls' worth of tokens (10 at the default ratio): a long healthy spell
- * cannot bank a storm of retries for the moment things go wrong.
+ * Only the last 10 s count: a long healthy spell cannot bank a storm of retries for the moment things
+ * go wrong, and a retry spent is given back when it leaves the window.
  *
  * @example
  * const budget = new RetryBudget({ ratio: 0.1, minRetriesPerSecond: 10 });
- * budget.deposit(); // on every call
+ * budget.deposit(performance.now()); // on every call
  * if (budget.withdraw(performance.now())) retry();
  */
 export class RetryBudget {
   readonly ratio: number;
   readonly minRetriesPerSecond: number;
-  // Tokens are kept in millionths, as integers, so that ten deposits of 0.1 make exactly one.
+  // In millionths of a retry, as integers, so that ten deposits of 0.1 make exactly one.
   readonly #deposit: number;
-  readonly #capacity: number;
-  #tokens = 0;
+  /** Millionths deposited by calls (first) and spent by retries (second) in the window. */
+  readonly #window: SlidingCounts;
+  /** Retries the floor allows now. */
   #floor: number;
   #floorStamp = Number.NaN;
 
@@ -86,20 +95,20 @@ export class RetryBudget {
     this.ratio = options.ratio ?? 0.1;
     this.minRetriesPerSecond = options.minRetriesPerSecond ?? 10;
     this.#deposit = Math.round(this.ratio * UNIT);
-    this.#capacity = 100 * this.#deposit;
+    this.#window = new SlidingCounts(options.windowMs ?? RETRY_BUDGET_WINDOW_MS, 20);
     this.#floor = this.minRetriesPerSecond;
   }
 
-  /** One call was made. */
-  deposit(): void {
-    const tokens = this.#tokens + this.#deposit;
-    this.#tokens = Math.min(tokens, this.#capacity);
+  /** One call was made at `now` (ms, monotonic). */
+  deposit(now: number): void {
+    this.#window.add(now, this.#deposit, 0);
   }
 
-  /** Takes the token for one retry at `now` (ms); false when the budget is spent. */
+  /** Takes the token for one retry at `now` (ms, monotonic); false when the budget is spent. */
   withdraw(now: number): boolean {
-    if (this.#tokens >= UNIT) {
-      this.#tokens -= UNIT;
+    const window = this.#window;
+    if (window.second(now) + UNIT <= window.first(now)) {
+      window.add(now, 0, UNIT);
       return true;
     }
     const elapsed = Number.isNaN(this.#floorStamp) ? 0 : Math.max(0, now - this.#floorStamp);

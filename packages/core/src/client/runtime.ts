@@ -4,15 +4,14 @@
  * a transport's channel, with the adaptive throttle and the bulkhead in front.
  */
 import { randomUUID } from "node:crypto";
-import { setMaxListeners } from "node:events";
-import { GantryError } from "../errors/gantry-error.js";
+import { GantryError, isGantryError } from "../errors/gantry-error.js";
 import { coreErrors, toGantryError } from "../errors/table.js";
 import type { Logger } from "../logger.js";
 import type { Resolver, ServiceInstance, Watch, WatchEvent } from "../registry/index.js";
 import type { MethodDescriptor, ServiceDescriptor } from "../service/descriptor.js";
 import { InstanceLoad, LoadClock, weightOf } from "./balancer.js";
 import { AdaptiveThrottle, Bulkhead, type Ejectable, Outlier, OutlierDetector } from "./breaker.js";
-import { DeadlineQueue, Expiring } from "./deadline.js";
+import { DeadlineQueue, Expiring, MAX_TIMER_MS } from "./deadline.js";
 import { type RetryMessage, retryChannel, type ThrottleMessage, throttleChannel } from "./diagnostics.js";
 import { type ResolvedPolicy, resolvePolicy } from "./policy.js";
 import { backoffMs, mayRetry, RetryBudget } from "./retry.js";
@@ -27,8 +26,32 @@ export const FIRST_SNAPSHOT_WAIT_MS = 10_000;
 const EMPTY_METADATA: Readonly<Record<string, string>> = Object.freeze({});
 const NO_OPTIONS: RuntimeCallOptions = Object.freeze({});
 
+/**
+ * Errors that show the instance itself unwell, for outlier ejection: unreachable, going away, not
+ * serving, or an UNAVAILABLE with no code of Gantry's (a transport's: a connection lost mid-call, a
+ * proxy's 503). An UNAVAILABLE with a code is the callee's own answer (GANTRY_ERR_UPSTREAM,
+ * GANTRY_ERR_NO_INSTANCES, GANTRY_ERR_THROTTLED: a healthy instance relaying an outage further down).
+ */
+const INSTANCE_FAILURES: ReadonlySet<string> = new Set([
+  "UNAVAILABLE",
+  "GANTRY_ERR_CONNECT",
+  "GANTRY_ERR_SHUTTING_DOWN",
+  "GANTRY_ERR_DRAIN_TIMEOUT",
+  "GANTRY_ERR_NOT_STARTED",
+]);
+
+/** Of those, the ones that eject at once: the instance cannot be reached, or says it is going away. */
+const EJECT_AT_ONCE: ReadonlySet<string> = new Set([
+  "GANTRY_ERR_CONNECT",
+  "GANTRY_ERR_SHUTTING_DOWN",
+  "GANTRY_ERR_DRAIN_TIMEOUT",
+]);
+
 /** Why the runtime stopped an attempt (or a wait) rather than the callee answering it. */
 type Stop = "deadline" | "cancelled" | "closed";
+
+/** What a failed attempt says of its instance. */
+type Verdict = "failed" | "answered" | "none";
 
 /** One instance as the runtime sees it: its load (for balancers), its channel and its outlier state. */
 class Peer extends InstanceLoad implements Ejectable {
@@ -56,10 +79,14 @@ class CallState {
   readonly metadata: Readonly<Record<string, string>>;
   /** ms since the epoch. */
   readonly deadline: number | undefined;
+  /** The call's own timeout (the policy's or the method's), if it has one. */
+  readonly timeoutMs: number | undefined;
   readonly signal: AbortSignal | undefined;
   /** Date.now() when the call was made, when it has a deadline (for the message of DEADLINE_EXCEEDED). */
   readonly startedAt: number;
   attempt = 0;
+  /** What was left of the deadline when the current attempt started, ms. */
+  attemptMs = Number.POSITIVE_INFINITY;
   /** The instance of the current attempt; undefined between attempts. */
   peer: Peer | undefined = undefined;
   /** Instances that failed this call, so that retries go elsewhere. */
@@ -72,6 +99,7 @@ class CallState {
     input: unknown,
     metadata: Readonly<Record<string, string>>,
     deadline: number | undefined,
+    timeoutMs: number | undefined,
     signal: AbortSignal | undefined,
     startedAt: number,
   ) {
@@ -79,31 +107,23 @@ class CallState {
     this.input = input;
     this.metadata = metadata;
     this.deadline = deadline;
+    this.timeoutMs = timeoutMs;
     this.signal = signal;
     this.startedAt = startedAt;
   }
 }
 
-/** What a call without a deadline or a signal sends: close() is all that can stop it. */
-class PlainAttempt implements OutboundCall {
-  readonly method: MethodDescriptor;
-  readonly deadline = undefined;
-  readonly metadata: Readonly<Record<string, string>>;
-  readonly signal: AbortSignal;
-
-  constructor(method: MethodDescriptor, metadata: Readonly<Record<string, string>>, signal: AbortSignal) {
-    this.method = method;
-    this.metadata = metadata;
-    this.signal = signal;
-  }
-}
-
 /**
- * What a call with a deadline or a caller's signal sends, and what settles it: whichever comes first of
- * the channel's answer, the deadline (on the client's one DeadlineQueue timer), the caller's signal and
- * close(). Its AbortController is made only if the channel reads `signal`.
+ * What an attempt sends, and what settles it: whichever comes first of the channel's answer, the
+ * deadline (on the client's one DeadlineQueue timer), the caller's signal and close().
+ *
+ * Its signal is its own, made only if the channel reads it, and aborted only by this attempt's end.
+ * A signal shared by every call in flight would cost each call the listener the channel adds and
+ * removes, in time proportional to the listeners already on it (20 µs a call at 5000 in flight):
+ * close() finds the attempts in flight in the deadline queue and in a Set instead; a caller's signal
+ * that many calls share gets one listener of the runtime's (see CallerSignals).
  */
-class GuardedAttempt extends Expiring implements OutboundCall {
+class Attempt extends Expiring implements OutboundCall, Cancellable {
   readonly method: MethodDescriptor;
   readonly deadline: number | undefined;
   readonly metadata: Readonly<Record<string, string>>;
@@ -114,6 +134,7 @@ class GuardedAttempt extends Expiring implements OutboundCall {
   #controller: AbortController | undefined = undefined;
   #stopError: GantryError | undefined = undefined;
   #settled = false;
+  #shared: Shared | undefined = undefined;
 
   constructor(call: CallState, runtime: Guards, resolve: (value: unknown) => void, reject: (error: unknown) => void) {
     super();
@@ -142,7 +163,8 @@ class GuardedAttempt extends Expiring implements OutboundCall {
     } else {
       this.#runtime.undated.add(this);
     }
-    this.#call.signal?.addEventListener("abort", this);
+    const signal = this.#call.signal;
+    if (signal !== undefined) this.#shared = this.#runtime.callers.watch(signal, this);
   }
 
   /** The caller's signal aborted. */
@@ -181,38 +203,105 @@ class GuardedAttempt extends Expiring implements OutboundCall {
     this.#settled = true;
     if (this.deadline !== undefined) this.#runtime.deadlines.remove(this);
     else this.#runtime.undated.delete(this);
-    this.#call.signal?.removeEventListener("abort", this);
+    const signal = this.#call.signal;
+    if (signal !== undefined) this.#runtime.callers.unwatch(signal, this, this.#shared);
   }
 }
 
-/** Where a runtime keeps its guarded attempts, so that close() can stop them. */
+/** Where a runtime keeps its attempts in flight, so that close() can stop them. */
 interface Guards {
   readonly deadlines: DeadlineQueue;
-  /** Guarded attempts without a deadline (a caller's signal only). */
-  readonly undated: Set<GuardedAttempt>;
+  /** Attempts without a deadline. */
+  readonly undated: Set<Attempt>;
+  readonly callers: CallerSignals;
 }
 
-/** A call waiting for the registry's first snapshot. */
-class Waiter {
+/** What a caller's signal stops: an attempt, a wait for the registry, a backoff. */
+interface Cancellable {
+  /** The caller's signal aborted. */
+  handleEvent(): void;
+}
+
+/** What is in flight under one caller's signal that many calls share, behind one listener. */
+class Shared {
+  readonly signal: AbortSignal;
+  readonly items = new Set<Cancellable>();
+
+  constructor(signal: AbortSignal) {
+    this.signal = signal;
+  }
+
+  handleEvent(): void {
+    for (const item of this.items) item.handleEvent();
+    this.items.clear();
+  }
+}
+
+/**
+ * How the runtime listens to its callers' signals. Each thing in flight listens to its call's signal
+ * itself (an EventListener object, no closure), which costs time in proportion to the listeners
+ * already on that signal: nothing for a signal of the call's own, much for one that many calls in
+ * flight share (every call an inbound call makes in parallel shares its signal; an app may pass one
+ * signal to all its calls). So a signal watched twice in a row (for two calls, or two steps of one) is
+ * taken for a shared one: from then on what is in flight under it goes in one Set, behind one
+ * listener, which stays until the signal is collected.
+ *
+ * Whoever watches checks `signal.aborted` first: an aborted signal no longer fires.
+ */
+class CallerSignals {
+  #last: AbortSignal | undefined = undefined;
+  #shared: Shared | undefined = undefined;
+
+  /** Listens to `signal` for `item`; returns where it went, for {@link unwatch}. */
+  watch(signal: AbortSignal, item: Cancellable): Shared | undefined {
+    let shared = this.#shared;
+    if (shared === undefined || shared.signal !== signal) {
+      if (signal !== this.#last) {
+        this.#last = signal;
+        signal.addEventListener("abort", item);
+        return undefined;
+      }
+      shared = new Shared(signal);
+      signal.addEventListener("abort", shared, { once: true });
+      this.#shared = shared;
+    }
+    shared.items.add(item);
+    return shared;
+  }
+
+  unwatch(signal: AbortSignal, item: Cancellable, shared: Shared | undefined): void {
+    if (shared === undefined) signal.removeEventListener("abort", item);
+    else shared.items.delete(item);
+  }
+}
+
+/** A call waiting for the registry's first snapshot, until `until` (ms since the epoch). */
+class Waiter implements Cancellable {
   readonly call: CallState;
+  readonly until: number;
   readonly #waiters: Set<Waiter>;
+  readonly #callers: CallerSignals;
+  readonly #shared: Shared | undefined;
   readonly #resolve: () => void;
   readonly #reject: (error: GantryError | undefined) => void;
-  readonly #timer: ReturnType<typeof setTimeout>;
+  #timer: ReturnType<typeof setTimeout>;
 
   constructor(
     call: CallState,
     waiters: Set<Waiter>,
-    waitMs: number,
+    callers: CallerSignals,
+    until: number,
     resolve: () => void,
     reject: (error: GantryError | undefined) => void,
   ) {
     this.call = call;
+    this.until = until;
     this.#waiters = waiters;
+    this.#callers = callers;
     this.#resolve = resolve;
     this.#reject = reject;
-    this.#timer = setTimeout(timeUp, waitMs, this);
-    call.signal?.addEventListener("abort", this);
+    this.#timer = setTimeout(timeUp, timerDelay(until - Date.now()), this);
+    this.#shared = call.signal === undefined ? undefined : callers.watch(call.signal, this);
     waiters.add(this);
   }
 
@@ -227,6 +316,13 @@ class Waiter {
     this.#resolve();
   }
 
+  /** The timer fired: the wait is over, unless it was set short of a time too far for a timer. */
+  timeUp(): void {
+    const left = this.until - Date.now();
+    if (left > 0) this.#timer = setTimeout(timeUp, timerDelay(left), this);
+    else this.fail(undefined);
+  }
+
   /** Fails the wait with `error`, or (undefined) because the registry has not answered in time. */
   fail(error: GantryError | undefined): void {
     this.#end();
@@ -235,14 +331,61 @@ class Waiter {
 
   #end(): void {
     clearTimeout(this.#timer);
-    this.call.signal?.removeEventListener("abort", this);
+    if (this.call.signal !== undefined) this.#callers.unwatch(this.call.signal, this, this.#shared);
     this.#waiters.delete(this);
   }
 }
 
-/** The registry has not answered within the call's deadline (or FIRST_SNAPSHOT_WAIT_MS). */
 function timeUp(waiter: Waiter): void {
-  waiter.fail(undefined);
+  waiter.timeUp();
+}
+
+/** A backoff before a retry; the caller's signal and close() end it early. */
+class Backoff implements Cancellable {
+  readonly #call: CallState;
+  readonly #sleeping: Set<Backoff>;
+  readonly #callers: CallerSignals;
+  readonly #shared: Shared | undefined;
+  readonly #resolve: (stopped: Stop | undefined) => void;
+  readonly #timer: ReturnType<typeof setTimeout>;
+
+  constructor(
+    call: CallState,
+    sleeping: Set<Backoff>,
+    callers: CallerSignals,
+    delay: number,
+    resolve: (stopped: Stop | undefined) => void,
+  ) {
+    this.#call = call;
+    this.#sleeping = sleeping;
+    this.#callers = callers;
+    this.#resolve = resolve;
+    this.#timer = setTimeout(wake, timerDelay(delay), this);
+    this.#shared = call.signal === undefined ? undefined : callers.watch(call.signal, this);
+    sleeping.add(this);
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    this.end("cancelled");
+  }
+
+  /** Ends the wait: undefined when its time is up, else why it was cut short. */
+  end(stopped: Stop | undefined): void {
+    clearTimeout(this.#timer);
+    if (this.#call.signal !== undefined) this.#callers.unwatch(this.#call.signal, this, this.#shared);
+    this.#sleeping.delete(this);
+    this.#resolve(stopped);
+  }
+}
+
+function wake(backoff: Backoff): void {
+  backoff.end(undefined);
+}
+
+/** A delay a timer can hold (see MAX_TIMER_MS): at least 0, at most 2^31 − 1 ms. */
+function timerDelay(ms: number): number {
+  return Math.min(MAX_TIMER_MS, Math.max(0, ms));
 }
 
 function stopError(reason: Stop, call: CallState): GantryError {
@@ -251,8 +394,13 @@ function stopError(reason: Stop, call: CallState): GantryError {
       const timeoutMs = Math.max(0, Math.round((call.deadline ?? call.startedAt) - call.startedAt));
       return coreErrors.create("GANTRY_ERR_DEADLINE_EXCEEDED", { timeoutMs });
     }
-    case "cancelled":
-      return coreErrors.create("GANTRY_ERR_CANCELLED");
+    case "cancelled": {
+      // The reason of the caller's signal when it is a GantryError: an inbound call that reached its
+      // deadline aborts its outbound calls with DEADLINE_EXCEEDED, one cut off by a drain with its own.
+      const why: unknown = call.signal?.reason;
+      if (isGantryError(why)) return why;
+      return coreErrors.create("GANTRY_ERR_CANCELLED", {}, why === undefined ? undefined : { cause: why });
+    }
     case "closed":
       return coreErrors.create("GANTRY_ERR_SHUTTING_DOWN");
   }
@@ -264,14 +412,26 @@ function stopError(reason: Stop, call: CallState): GantryError {
  * a budget, throttle, bulkhead, fallback, interceptors). Typed client proxies and `gantry call` sit on
  * top of it; transports give it channels.
  *
- * Every error it rejects with is a GantryError: the callee's own status and code unchanged, its message
- * followed by where it happened: `(hello.v1.HelloService/SayHello via grpc://10.0.0.5:50051, attempt 2 of 3)`.
+ * Every error it rejects with is a GantryError: the callee's own status, code, details and violations
+ * unchanged, its message followed by where it happened, naming the instance by its id:
+ * `(hello.v1.HelloService/SayHello on instance i-7f3a, attempt 2 of 3)`. The endpoint called is in
+ * `details.endpoint` rather than in the message, which a method may pass on to callers outside.
  *
- * - Before the registry's first snapshot a call waits for it, until its deadline (or
- *   {@link FIRST_SNAPSHOT_WAIT_MS} without one), then fails with GANTRY_ERR_NO_INSTANCES
- *   "(the registry has not answered)": UNAVAILABLE, like every other call that found no instance.
+ * - Before the registry's first snapshot a call waits for it, until its deadline, then fails with
+ *   GANTRY_ERR_DEADLINE_EXCEEDED "(… the registry has not answered)"; a call without a deadline waits
+ *   {@link FIRST_SNAPSHOT_WAIT_MS}, then fails with GANTRY_ERR_NO_INSTANCES, UNAVAILABLE like every
+ *   other call that found no instance.
+ * - A call whose signal aborts fails with the signal's reason when it is a GantryError (an inbound call
+ *   past its deadline aborts its outbound calls with DEADLINE_EXCEEDED), else GANTRY_ERR_CANCELLED.
  * - After close(), calls fail with GANTRY_ERR_SHUTTING_DOWN (UNAVAILABLE): this process is shutting down
  *   and the outbound call never ran.
+ * - Outlier ejection counts against an instance only what shows it unwell: a refused connection, a
+ *   server going away or not serving, an UNAVAILABLE of a transport's (no Gantry code), and a
+ *   DEADLINE_EXCEEDED of an attempt that had at least half the call's own timeout (`methodTimeoutsMs`,
+ *   the method's `timeoutMs` or the policy's `timeoutMs`). An attempt cut short by the caller's nearly
+ *   spent deadline, or of a call with no timeout of its own, says nothing of the instance; nor does
+ *   load shedding (RESOURCE_EXHAUSTED). An UNAVAILABLE with a code (GANTRY_ERR_UPSTREAM and the like)
+ *   is a healthy instance relaying an outage further down: it counts as an answer.
  *
  * @example
  * const runtime = new ClientRuntime({ service, resolver: registry.resolver, transports: [grpcClient], log });
@@ -291,9 +451,9 @@ export class ClientRuntime {
   readonly #throttle: AdaptiveThrottle | undefined;
   readonly #budget: RetryBudget;
   readonly #bulkhead: Bulkhead;
-  /** The signal of attempts that have neither a deadline nor a caller's signal: close() aborts it. */
-  readonly #closing = new AbortController();
-  readonly #guards: Guards = { deadlines: new DeadlineQueue(), undated: new Set() };
+  readonly #guards: Guards = { deadlines: new DeadlineQueue(), undated: new Set(), callers: new CallerSignals() };
+  /** Calls waiting before a retry. */
+  readonly #sleeping = new Set<Backoff>();
 
   #watch: Watch | undefined = undefined;
   #ready = false;
@@ -321,8 +481,6 @@ export class ClientRuntime {
     this.#throttle = policy.throttleK === undefined ? undefined : new AdaptiveThrottle({ k: policy.throttleK });
     this.#budget = new RetryBudget({ ratio: policy.budgetRatio, minRetriesPerSecond: policy.minRetriesPerSecond });
     this.#bulkhead = new Bulkhead(policy.bulkhead);
-    // Every call in flight without a deadline or a signal of its own may listen to this one.
-    setMaxListeners(0, this.#closing.signal);
   }
 
   /**
@@ -346,10 +504,18 @@ export class ClientRuntime {
     }
     if (policy.interceptors.length === 0 && policy.fallback === undefined) {
       return this.#start(
-        new CallState(method, input, options.metadata ?? EMPTY_METADATA, deadline, options.signal, startedAt),
+        new CallState(
+          method,
+          input,
+          options.metadata ?? EMPTY_METADATA,
+          deadline,
+          timeoutMs,
+          options.signal,
+          startedAt,
+        ),
       );
     }
-    return this.#wrapped(method, input, options, deadline, startedAt);
+    return this.#wrapped(method, input, options, deadline, timeoutMs, startedAt);
   }
 
   /** Stops watching the registry, closes every channel, and fails calls in flight and calls to come. */
@@ -358,9 +524,9 @@ export class ClientRuntime {
     this.#closed = true;
     this.#watch?.close();
     this.#watch = undefined;
-    this.#closing.abort(coreErrors.create("GANTRY_ERR_SHUTTING_DOWN"));
-    for (const attempt of this.#guards.deadlines.drain()) (attempt as GuardedAttempt).stop("closed");
+    for (const attempt of this.#guards.deadlines.drain()) (attempt as Attempt).stop("closed");
     for (const attempt of this.#guards.undated) attempt.stop("closed");
+    for (const backoff of this.#sleeping) backoff.end("closed");
     for (const waiter of this.#waiters) {
       waiter.call.stopped = "closed";
       waiter.fail(stopError("closed", waiter.call));
@@ -377,19 +543,23 @@ export class ClientRuntime {
     input: unknown,
     options: RuntimeCallOptions,
     deadline: number | undefined,
+    timeoutMs: number | undefined,
     startedAt: number,
   ): Promise<unknown> {
     const policy = this.#policy;
     try {
       if (policy.interceptors.length === 0) {
+        const metadata = options.metadata ?? EMPTY_METADATA;
         return await this.#start(
-          new CallState(method, input, options.metadata ?? EMPTY_METADATA, deadline, options.signal, startedAt),
+          new CallState(method, input, metadata, deadline, timeoutMs, options.signal, startedAt),
         );
       }
       const call = { method, input, metadata: { ...options.metadata } };
       const next = (index: number): Promise<unknown> => {
         if (index === policy.interceptors.length) {
-          return this.#start(new CallState(method, input, call.metadata, deadline, options.signal, startedAt));
+          return this.#start(
+            new CallState(method, input, call.metadata, deadline, timeoutMs, options.signal, startedAt),
+          );
         }
         return policy.interceptors[index](call, () => next(index + 1));
       };
@@ -428,16 +598,24 @@ export class ClientRuntime {
         const p = throttle.reject(now);
         if (p !== 0) throw this.#throttled(call, p, now);
       }
-      this.#budget.deposit();
+      this.#budget.deposit(now);
       for (;;) {
         call.attempt += 1;
         if (this.#closed) {
           call.stopped = "closed";
           throw this.#final(call, stopError("closed", call), true);
         }
-        if (call.deadline !== undefined && Date.now() >= call.deadline) {
-          call.stopped = "deadline";
-          throw this.#final(call, stopError("deadline", call), true);
+        if (call.signal?.aborted) {
+          call.stopped = "cancelled";
+          throw this.#final(call, stopError("cancelled", call), true);
+        }
+        if (call.deadline !== undefined) {
+          const left = call.deadline - Date.now();
+          if (left <= 0) {
+            call.stopped = "deadline";
+            throw this.#final(call, stopError("deadline", call), true);
+          }
+          call.attemptMs = left;
         }
         const peer = this.#pick(call, now);
         call.peer = peer;
@@ -450,7 +628,7 @@ export class ClientRuntime {
           peer.inFlight -= 1;
           const ended = performance.now();
           peer.observe(ended - now, ended);
-          if (peer.outlier.state !== "active" || peer.outlier.failures !== 0) this.#succeeded(peer);
+          this.#succeeded(peer, ended);
           throttle?.record(ended, true);
           return value;
         } catch (caught) {
@@ -458,7 +636,7 @@ export class ClientRuntime {
           error = toGantryError(caught);
         }
         if (call.stopped === undefined && this.#closed) {
-          // close() aborted the runtime's signal under this attempt.
+          // The channel failed the attempt as close() came, before close() could stop it.
           call.stopped = "closed";
           error = coreErrors.create("GANTRY_ERR_SHUTTING_DOWN", {}, { cause: error });
         }
@@ -475,15 +653,8 @@ export class ClientRuntime {
 
   /** Sends one attempt on `channel`; the deadline, the caller's signal and close() stop it. */
   #send(call: CallState, channel: Channel): Promise<unknown> {
-    if (call.deadline === undefined && call.signal === undefined) {
-      try {
-        return channel.unary(new PlainAttempt(call.method, call.metadata, this.#closing.signal), call.input);
-      } catch (error) {
-        return Promise.reject(error);
-      }
-    }
     return new Promise((resolve, reject) => {
-      const attempt = new GuardedAttempt(call, this.#guards, resolve, reject);
+      const attempt = new Attempt(call, this.#guards, resolve, reject);
       attempt.start();
       let answer: Promise<unknown>;
       try {
@@ -508,16 +679,14 @@ export class ClientRuntime {
       if (this.#detector.released(peer)) this.#healthChanged = true;
       return false;
     }
-    const status = error.status;
-    const unanswered = status === "UNAVAILABLE" || status === "DEADLINE_EXCEEDED";
-    if (unanswered) {
-      // A failure costs at least twice the latency so far, so that p2c backs off a failing instance
-      // even while ejection may not take it out (maxEjectedShare).
-      peer.observe(Math.max(ended - started, 2 * peer.latencyEwma), ended);
-      if (!peer.removed) {
+    switch (verdict(call, error)) {
+      case "failed": {
+        // A failure costs at least twice the latency so far, so that p2c backs off a failing instance
+        // even while ejection may not take it out (maxEjectedShare).
+        peer.observe(Math.max(ended - started, 2 * peer.latencyEwma), ended);
+        if (peer.removed) break;
         const code = error.code;
-        // A refused connection, or a server that says it is going away, is out at once.
-        const immediately = code === "GANTRY_ERR_CONNECT" || code === "GANTRY_ERR_SHUTTING_DOWN";
+        const immediately = EJECT_AT_ONCE.has(code);
         if (this.#detector.failed(peer, ended, immediately, this.#ejectedCount(), this.#eligible.length)) {
           this.#healthChanged = true;
           this.#log.debug(
@@ -526,16 +695,23 @@ export class ClientRuntime {
           );
         }
         if (code === "GANTRY_ERR_CONNECT") this.#resolver.refresh?.(this.service.fullName);
+        break;
       }
-    } else if (status === "RESOURCE_EXHAUSTED") {
-      // Alive but shedding load: no verdict on the instance either way.
-      if (this.#detector.released(peer)) this.#healthChanged = true;
-    } else {
-      // The callee answered with an error of its own: the instance is healthy.
-      peer.observe(ended - started, ended);
-      this.#succeeded(peer);
+      case "answered":
+        // The callee answered with an error of its own: the instance is healthy.
+        peer.observe(ended - started, ended);
+        this.#succeeded(peer, ended);
+        break;
+      case "none":
+        // Alive but shedding load, or out of time it was not given: no verdict either way.
+        if (this.#detector.released(peer)) this.#healthChanged = true;
+        break;
     }
-    this.#throttle?.record(ended, !(unanswered || status === "RESOURCE_EXHAUSTED"));
+    const status = error.status;
+    this.#throttle?.record(
+      ended,
+      status !== "UNAVAILABLE" && status !== "DEADLINE_EXCEEDED" && status !== "RESOURCE_EXHAUSTED",
+    );
     if (stopped === "deadline" || call.attempt >= this.#policy.maxAttempts) return false;
     return mayRetry(error, call.method.idempotent);
   }
@@ -548,7 +724,7 @@ export class ClientRuntime {
     const policy = this.#policy;
     const delay = backoffMs(call.attempt, policy.baseDelayMs, policy.maxDelayMs);
     if (call.deadline !== undefined && Date.now() + delay >= call.deadline) throw this.#final(call, error, false);
-    if (!this.#budget.withdraw(now)) throw this.#final(call, error, false);
+    if (!this.#budget.withdraw(now)) throw this.#final(call, error, false, "retry budget spent");
     if (call.failed === undefined) call.failed = [peer];
     else call.failed.push(peer);
     if (retryChannel.hasSubscribers) {
@@ -561,33 +737,19 @@ export class ClientRuntime {
       retryChannel.publish(message);
     }
     if (delay < 1) return;
-    const stopped = await this.#sleep(call.signal, delay);
+    const stopped = call.signal?.aborted
+      ? "cancelled"
+      : await new Promise<Stop | undefined>((resolve) => {
+          new Backoff(call, this.#sleeping, this.#guards.callers, delay, resolve);
+        });
     if (stopped !== undefined) {
       call.stopped = stopped;
       throw this.#final(call, stopError(stopped, call), true);
     }
   }
 
-  /** Resolves after `delay` ms, or at once with why when the caller's signal or close() interrupts. */
-  #sleep(signal: AbortSignal | undefined, delay: number): Promise<Stop | undefined> {
-    const closing = this.#closing.signal;
-    return new Promise((resolve) => {
-      const done = (stopped: Stop | undefined): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        closing.removeEventListener("abort", onAbort);
-        resolve(stopped);
-      };
-      const onAbort = (): void => done(this.#closed ? "closed" : "cancelled");
-      const timer = setTimeout(done, delay, undefined);
-      if (signal?.aborted) return done("cancelled");
-      signal?.addEventListener("abort", onAbort);
-      closing.addEventListener("abort", onAbort);
-    });
-  }
-
-  #succeeded(peer: Peer): void {
-    if (!peer.removed && this.#detector.succeeded(peer)) this.#healthChanged = true;
+  #succeeded(peer: Peer, now: number): void {
+    if (!peer.removed && this.#detector.succeeded(peer, now)) this.#healthChanged = true;
   }
 
   #ejectedCount(): number {
@@ -721,15 +883,22 @@ export class ClientRuntime {
   #firstSnapshot(call: CallState): Promise<void> {
     if (this.#watch === undefined) this.#startWatch(call);
     if (this.#ready) return Promise.resolve();
-    const waitMs = call.deadline === undefined ? FIRST_SNAPSHOT_WAIT_MS : Math.max(0, call.deadline - Date.now());
+    const until = call.deadline ?? Date.now() + FIRST_SNAPSHOT_WAIT_MS;
     return new Promise((resolve, reject) => {
-      new Waiter(call, this.#waiters, waitMs, resolve, (error) => {
-        if (error === undefined) {
-          const last = this.#watchError;
-          const why = ` (the registry has not answered${last === undefined ? "" : `: ${last.message}`})`;
-          error = coreErrors.create("GANTRY_ERR_NO_INSTANCES", { service: this.service.fullName, why });
+      new Waiter(call, this.#waiters, this.#guards.callers, until, resolve, (error) => {
+        if (error !== undefined) return reject(this.#final(call, error, true));
+        const last = this.#watchError;
+        const why = `the registry has not answered${last === undefined ? "" : `: ${last.message}`}`;
+        if (call.deadline !== undefined) {
+          // The call is out of time: that is what its caller must hear, and why.
+          call.stopped = "deadline";
+          return reject(this.#final(call, stopError("deadline", call), true, why));
         }
-        reject(this.#final(call, error, true));
+        const failure = coreErrors.create("GANTRY_ERR_NO_INSTANCES", {
+          service: this.service.fullName,
+          why: ` (${why})`,
+        });
+        reject(this.#final(call, failure, true));
       });
     });
   }
@@ -834,23 +1003,46 @@ export class ClientRuntime {
   }
 
   /**
-   * The error the caller sees: status, code and the rest unchanged, the message followed by where it
-   * happened. `local`: the runtime made it (its cause is kept); otherwise the callee's error is the cause.
+   * The error the caller sees: status, code, details and the rest unchanged, the message followed by
+   * where it happened (the instance by its id: its address stays out of a message that a method may
+   * pass on to its own callers) and `note`; the endpoint in `details.endpoint`. `local`: the runtime
+   * made it (its cause is kept); otherwise the callee's error is the cause.
    */
-  #final(call: CallState, error: GantryError, local: boolean): GantryError {
+  #final(call: CallState, error: GantryError, local: boolean, note?: string): GantryError {
     const peer = call.peer;
     let context = `${this.service.fullName}/${call.method.name}`;
-    if (peer !== undefined) context += ` via ${peer.url}`;
+    if (peer !== undefined) context += ` on instance ${peer.instance.id}`;
     // "attempt n of m" once an attempt was made, or a retry could not be.
     if (peer !== undefined || call.attempt > 1) context += `, attempt ${call.attempt} of ${this.#policy.maxAttempts}`;
+    if (note !== undefined) context += `; ${note}`;
     return new GantryError(error.status, `${error.message} (${context})`, {
       code: error.code,
       httpStatus: error.httpStatus,
       retryable: error.retryable,
       violations: error.violations,
-      details: error.details,
+      details: peer === undefined ? error.details : { ...error.details, endpoint: peer.url },
       cause: local ? error.cause : error,
     });
+  }
+}
+
+/**
+ * What a failed attempt (not stopped by its caller or close()) says of its instance: `failed`, only
+ * for what shows the instance itself unwell (see {@link INSTANCE_FAILURES}), and for a
+ * DEADLINE_EXCEEDED of an attempt that had at least half the call's own timeout; `none` for load
+ * shedding and for a DEADLINE_EXCEEDED of an attempt that had less (the caller's deadline nearly
+ * spent, or a call with no timeout of its own); `answered` for the rest, the callee's own errors.
+ */
+function verdict(call: CallState, error: GantryError): Verdict {
+  switch (error.status) {
+    case "UNAVAILABLE":
+      return INSTANCE_FAILURES.has(error.code) ? "failed" : "answered";
+    case "DEADLINE_EXCEEDED":
+      return call.timeoutMs !== undefined && call.attemptMs >= call.timeoutMs / 2 ? "failed" : "none";
+    case "RESOURCE_EXHAUSTED":
+      return "none";
+    default:
+      return "answered";
   }
 }
 

@@ -91,12 +91,15 @@ export interface ClientPolicy {
     /** Backoff: full jitter between 0 and min(maxDelayMs, baseDelayMs * 2^n). Defaults 25 and 1000. */
     readonly baseDelayMs?: number;
     readonly maxDelayMs?: number;
-    /** Retries stay under this share of calls. Default 0.1. */
+    /** Retries stay under this share of the calls of the last 10 s. Default 0.1. */
     readonly budgetRatio?: number;
     /** …with at least this many retries a second allowed, for quiet clients. Default 10. */
     readonly minRetriesPerSecond?: number;
   };
-  /** Outlier ejection per instance. */
+  /**
+   * Outlier ejection per instance: after `consecutiveFailures` in a row, or when half or more of at
+   * least 20 calls to it in 10 s failed (not settable).
+   */
   readonly ejection?: {
     /** Consecutive failures that eject an instance. Default 5. */
     readonly consecutiveFailures?: number;
