@@ -11,6 +11,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { clientSection } from "./client.js";
 import { discoverySection } from "./discovery.js";
 import { grpcSection } from "./grpc.js";
 import { httpSection } from "./http.js";
@@ -18,7 +19,7 @@ import type { BenchOptions, Section } from "./section.js";
 import { missingTools } from "./tools.js";
 
 /** Every section, in the order they run. Client, telemetry and startup join here. */
-const SECTIONS: readonly Section[] = [httpSection, grpcSection, discoverySection];
+const SECTIONS: readonly Section[] = [httpSection, grpcSection, clientSection, discoverySection];
 
 const RESULTS_DIR = fileURLToPath(new URL("../../.bench/", import.meta.url));
 
