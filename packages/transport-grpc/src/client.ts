@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { coreErrors, type FieldViolation, GantryError, isGantryError, readMessage, statusFromCode } from "@gantry/core";
-import type { Channel, ClientTransport, OutboundCall } from "@gantry/core/client";
+import { abortError, type Channel, type ClientTransport, deadlineError, type OutboundCall } from "@gantry/core/client";
 import {
   type ChannelCredentials,
   type ChannelOptions,
@@ -325,28 +325,6 @@ function richStatus(metadata: Metadata | undefined): RichStatus | undefined {
 function reasonOf(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.replace(/^the request message is /, "");
-}
-
-function deadlineError(started: number, deadline: number, cause?: unknown): GantryError {
-  return coreErrors.create(
-    "GANTRY_ERR_DEADLINE_EXCEEDED",
-    { timeoutMs: Math.max(0, deadline - started) },
-    cause === undefined ? undefined : { cause },
-  );
-}
-
-/**
- * The error of a call whose signal aborted: the signal's reason when it is a GantryError (the runtime
- * says why it gave up), else DEADLINE_EXCEEDED past the deadline or for a timeout signal, else CANCELLED.
- */
-function abortError(call: OutboundCall, started: number): GantryError {
-  const reason: unknown = call.signal.reason;
-  if (isGantryError(reason)) return reason;
-  const timedOut = (reason as { name?: unknown } | undefined)?.name === "TimeoutError";
-  if (timedOut || (call.deadline !== undefined && call.deadline <= Date.now())) {
-    return deadlineError(started, call.deadline ?? Date.now(), reason);
-  }
-  return coreErrors.create("GANTRY_ERR_CANCELLED", {}, { cause: reason });
 }
 
 function secureCredentials(tls: GrpcClientTlsOptions = {}): ChannelCredentials {

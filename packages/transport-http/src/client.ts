@@ -13,7 +13,6 @@ import {
   type FieldViolation,
   formatTimeout,
   GantryError,
-  isGantryError,
   isStatusName,
   readMessage,
   type StatusName,
@@ -21,7 +20,7 @@ import {
   TIMEOUT_HEADER,
   writeMessage,
 } from "@gantry/core";
-import type { Channel, ClientTransport, OutboundCall } from "@gantry/core/client";
+import { abortError, type Channel, type ClientTransport, deadlineError, type OutboundCall } from "@gantry/core/client";
 
 export interface HttpClientOptions {
   /** The largest reply body taken, in bytes; 4 MiB by default. A larger one fails the call. */
@@ -391,25 +390,3 @@ function clip(text: string): string {
 
 /** How long a call past its deadline keeps its connection, for the server's own answer. */
 const DEADLINE_GRACE_MS = 200;
-
-function deadlineError(started: number, deadline: number, cause?: unknown): GantryError {
-  return coreErrors.create(
-    "GANTRY_ERR_DEADLINE_EXCEEDED",
-    { timeoutMs: Math.max(0, deadline - started) },
-    cause === undefined ? undefined : { cause },
-  );
-}
-
-/**
- * The error of a call whose signal aborted: the signal's reason when it is a GantryError (the runtime
- * says why it gave up), else DEADLINE_EXCEEDED past the deadline or for a timeout signal, else CANCELLED.
- */
-function abortError(call: OutboundCall, started: number): GantryError {
-  const reason: unknown = call.signal.reason;
-  if (isGantryError(reason)) return reason;
-  const timedOut = (reason as { name?: unknown } | undefined)?.name === "TimeoutError";
-  if (timedOut || (call.deadline !== undefined && call.deadline <= Date.now())) {
-    return deadlineError(started, call.deadline ?? Date.now(), reason);
-  }
-  return coreErrors.create("GANTRY_ERR_CANCELLED", {}, { cause: reason });
-}
