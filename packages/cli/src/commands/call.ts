@@ -1,4 +1,4 @@
-import { createLogger, type MethodDescriptor, type ServiceDescriptor } from "@gantry/core";
+import { config, createLogger, type MethodDescriptor, type ServiceDescriptor } from "@gantry/core";
 import { ClientRuntime } from "@gantry/core/client";
 import { openRegistry } from "@gantry/discovery";
 import { httpClientTransport } from "@gantry/transport-http";
@@ -7,7 +7,6 @@ import { cliErrors } from "../errors.js";
 
 /** `hello.v1.HelloService.SayHello` or `hello.v1.HelloService/SayHello`. */
 const TARGET = /^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)+)[./]([A-Za-z_]\w*)$/;
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
 
 export const call: Command = {
   name: "call",
@@ -129,12 +128,14 @@ function describeRemote(
   return { service, method };
 }
 
+const timeoutField = config.duration({ min: 1 });
+
 function parseTimeout(text: string, usage: (problem: string) => Error): number {
-  const match = DURATION.exec(text.trim());
-  const ms =
-    match === null ? Number.NaN : Number(match[1]) * (match[2] === "m" ? 60_000 : match[2] === "ms" ? 1 : 1000);
-  if (!(ms > 0)) throw usage(`--timeout must be a duration such as 500ms or 5s, not ${JSON.stringify(text)}`);
-  return ms;
+  try {
+    return timeoutField.parse(text) as number;
+  } catch (error) {
+    throw usage(`--timeout ${(error as Error).message}`);
+  }
 }
 
 function parseMetadata(pairs: readonly string[], usage: (problem: string) => Error): Record<string, string> {
