@@ -468,6 +468,30 @@ describe("outlier ejection", () => {
     for (let i = 0; i < 6; i++) await settle(runtime.call(sayHello, {}));
     expect(ejections.map((e) => [e.instance, e.state])).toEqual([["i1", "ejected"]]);
   });
+
+  test("so does one that misses the call's own timeout", async () => {
+    const ejections = collect<EjectionMessage>(clientChannels.ejection);
+    const { runtime, transport } = runtimeOf({
+      instances: [instance(1), instance(2)],
+      policy: { balancer: "round-robin", ejection: { consecutiveFailures: 2 } },
+    });
+    transport.script = async (url, call) => (url === urlOf(1) ? hang(call.signal) : { message: url });
+    for (let i = 0; i < 6; i++) await settle(runtime.call(sayHello, {}, { timeoutMs: 5 }));
+    expect(ejections.map((e) => [e.instance, e.state])).toEqual([["i1", "ejected"]]);
+  });
+
+  test("but not one cut short by the caller's nearly spent deadline", async () => {
+    const ejections = collect<EjectionMessage>(clientChannels.ejection);
+    const { runtime, transport } = runtimeOf({
+      instances: [instance(1), instance(2)],
+      policy: { balancer: "round-robin", ejection: { consecutiveFailures: 2 } },
+    });
+    transport.script = async (url, call) => (url === urlOf(1) ? hang(call.signal) : { message: url });
+    for (let i = 0; i < 6; i++) {
+      await settle(runtime.call(sayHello, {}, { deadline: Date.now() + 5, timeoutMs: 1000 }));
+    }
+    expect(ejections).toEqual([]);
+  });
 });
 
 describe("adaptive throttle", () => {

@@ -361,7 +361,7 @@ describe("deadlines", () => {
     expect(seen[0].deadline).toBeLessThanOrEqual(Date.now());
   });
 
-  test("a method's timeout wins over the policy's; the caller's deadline wins when sooner", async () => {
+  test("the call's own timeout wins over the method's, which wins over the policy's; the caller's deadline wins when sooner", async () => {
     const { runtime, transport } = runtimeOf({
       instances: [instance(1)],
       policy: { timeoutMs: 10_000, methodTimeoutsMs: { GetHello: 5000 } },
@@ -376,11 +376,16 @@ describe("deadlines", () => {
     await runtime.call(sayHello, {});
     await runtime.call(getHello, {}, { deadline: now + 100 });
     await runtime.call(getHello, {}, { deadline: now + 60_000 });
+    await runtime.call(getHello, {}, { timeoutMs: 200 });
+    await runtime.call(getHello, {}, { timeoutMs: 200, deadline: now + 100 });
     expect((deadlines[0] as number) - now).toBeGreaterThanOrEqual(5000);
     expect((deadlines[0] as number) - now).toBeLessThan(5100);
     expect((deadlines[1] as number) - now).toBeGreaterThanOrEqual(10_000);
     expect(deadlines[2]).toBe(now + 100);
     expect((deadlines[3] as number) - now).toBeLessThan(5100);
+    expect((deadlines[4] as number) - now).toBeGreaterThanOrEqual(200);
+    expect((deadlines[4] as number) - now).toBeLessThan(300);
+    expect(deadlines[5]).toBe(now + 100);
   });
 
   test("a deadline already past fails without an attempt", async () => {

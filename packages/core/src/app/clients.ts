@@ -84,9 +84,6 @@ export class AppClients {
         ),
       );
     }
-    let deadline = parent?.deadline;
-    if (options.timeoutMs !== undefined)
-      deadline = Math.min(deadline ?? Number.POSITIVE_INFINITY, Date.now() + options.timeoutMs);
     let runtime: ClientRuntime;
     try {
       runtime = this.#runtime(service, policy);
@@ -98,7 +95,7 @@ export class AppClients {
     const inbound = parent?.signal;
     const signal =
       own === undefined || own === inbound ? inbound : inbound === undefined ? own : AbortSignal.any([own, inbound]);
-    return runtime.call(method, input, { deadline, metadata, signal });
+    return runtime.call(method, input, { deadline: parent?.deadline, timeoutMs: options.timeoutMs, metadata, signal });
   }
 
   #runtime(service: ServiceDescriptor, policy: ClientSpec["policy"]): ClientRuntime {

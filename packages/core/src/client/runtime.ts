@@ -491,8 +491,10 @@ export class ClientRuntime {
     const policy = this.#policy;
     let deadline = options.deadline;
     let startedAt = 0;
-    // The policy's timeout of this method, else the method's own (`@Method({ timeoutMs })`), else the policy's default.
+    // The call's own timeout, else the policy's of this method, else the method's own
+    // (`@Method({ timeoutMs })`), else the policy's default.
     const timeoutMs =
+      options.timeoutMs ??
       (policy.methodTimeoutsMs.size === 0 ? undefined : policy.methodTimeoutsMs.get(method.name)) ??
       method.timeoutMs ??
       policy.timeoutMs;

@@ -129,8 +129,14 @@ export interface ClientRuntimeOptions {
 
 /** Per-call options of the runtime. */
 export interface RuntimeCallOptions {
-  /** Absolute deadline (the caller's remaining inbound deadline and its own timeout, already combined). */
+  /** Absolute deadline: the caller's remaining inbound deadline (ms since the epoch). */
   readonly deadline?: number;
+  /**
+   * This call's own timeout, ms: it wins over the policy's and the method's, and the sooner of it and
+   * `deadline` bounds the call. An attempt that runs out of its own timeout counts against the instance
+   * (ejection); one cut short by a nearly spent inbound deadline does not.
+   */
+  readonly timeoutMs?: number;
   readonly metadata?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
 }
