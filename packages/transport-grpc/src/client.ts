@@ -1,6 +1,13 @@
 import { readFileSync } from "node:fs";
 import { coreErrors, type FieldViolation, GantryError, isGantryError, readMessage, statusFromCode } from "@gantry/core";
-import { abortError, type Channel, type ClientTransport, deadlineError, type OutboundCall } from "@gantry/core/client";
+import {
+  abortError,
+  type Channel,
+  type ClientTransport,
+  calleeAnswer,
+  deadlineError,
+  type OutboundCall,
+} from "@gantry/core/client";
 import {
   type ChannelCredentials,
   type ChannelOptions,
@@ -202,12 +209,14 @@ class GrpcChannel implements Channel {
     const status = statusFromCode(error.code);
     const rich = richStatus(error.metadata);
     if (rich !== undefined) {
-      return new GantryError(status, error.details || rich.message || status, {
-        code: rich.code ?? status,
-        retryable: rich.retryable,
-        violations: rich.violations,
-        details: rich.details,
-      });
+      return calleeAnswer(
+        new GantryError(status, error.details || rich.message || status, {
+          code: rich.code ?? status,
+          retryable: rich.retryable,
+          violations: rich.violations,
+          details: rich.details,
+        }),
+      );
     }
     if (status === "UNAVAILABLE" && NEVER_SENT.test(error.details)) {
       return coreErrors.create("GANTRY_ERR_CONNECT", { target: this.#url, reason: error.details }, { cause: error });

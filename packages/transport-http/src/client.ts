@@ -20,7 +20,14 @@ import {
   TIMEOUT_HEADER,
   writeMessage,
 } from "@gantry/core";
-import { abortError, type Channel, type ClientTransport, deadlineError, type OutboundCall } from "@gantry/core/client";
+import {
+  abortError,
+  type Channel,
+  type ClientTransport,
+  calleeAnswer,
+  deadlineError,
+  type OutboundCall,
+} from "@gantry/core/client";
 
 export interface HttpClientOptions {
   /** The largest reply body taken, in bytes; 4 MiB by default. A larger one fails the call. */
@@ -342,13 +349,15 @@ function responseError(target: string, httpStatus: number, headers: IncomingHttp
   const status = isStatusName(problem.canonicalStatus) ? problem.canonicalStatus : fallback;
   const message =
     typeof problem.detail === "string" ? problem.detail : typeof problem.title === "string" ? problem.title : bare;
-  return new GantryError(status, message, {
-    code: typeof problem.code === "string" && problem.code !== "" ? problem.code : status,
-    httpStatus: httpOverride,
-    retryable: typeof problem.retryable === "boolean" ? problem.retryable : undefined,
-    violations: violationsOf(problem.violations),
-    details: isObject(problem.details) ? problem.details : undefined,
-  });
+  return calleeAnswer(
+    new GantryError(status, message, {
+      code: typeof problem.code === "string" && problem.code !== "" ? problem.code : status,
+      httpStatus: httpOverride,
+      retryable: typeof problem.retryable === "boolean" ? problem.retryable : undefined,
+      violations: violationsOf(problem.violations),
+      details: isObject(problem.details) ? problem.details : undefined,
+    }),
+  );
 }
 
 /**

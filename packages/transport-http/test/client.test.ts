@@ -7,15 +7,18 @@ import {
   Field,
   type GantryApp,
   GantryError,
+  InjectClient,
   isGantryError,
   Message,
   Method,
   type MethodDescriptor,
   registerEnum,
   Service,
+  type ServiceClient,
   Status,
   type StatusName,
 } from "@gantry/core";
+import { discoveryOf, fixedResolver } from "@gantry/core/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from "vitest";
 import { httpClientTransport, httpTransport } from "../src/index.js";
 
@@ -807,5 +810,86 @@ describe("HTTP client against servers that fail", () => {
       expect(error.status).toBe("UNAVAILABLE");
       expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
     });
+  });
+});
+
+describe("errors a method lets through from its own calls", () => {
+  @Message()
+  class RelayRequest {
+    @Field(1) code!: string;
+  }
+
+  /** Calls ProbeService through a typed client and lets its errors through. */
+  @Service({ package: "relay", version: "v1" })
+  class RelayService {
+    readonly #probe: ServiceClient<ProbeService>;
+
+    constructor(@InjectClient(ProbeService) probe: ServiceClient<ProbeService>) {
+      this.#probe = probe;
+    }
+
+    @Method({ output: Nothing })
+    async relay(request: RelayRequest): Promise<Nothing> {
+      return this.#probe.fail({ status: "NOT_FOUND", code: request.code, message: "no such probe" });
+    }
+  }
+
+  /** A front app served over HTTP whose clients find ProbeService at `probeUrl`. */
+  async function startFront(probeUrl: string): Promise<GantryApp> {
+    const front = createApp({
+      name: "relay-front",
+      services: [RelayService],
+      clients: [{ service: ProbeService, policy: { retry: { maxAttempts: 1 } } }],
+      clientTransports: [httpClientTransport()],
+      transports: [httpTransport({ host: "127.0.0.1", port: 0 })],
+      discovery: discoveryOf({ resolver: fixedResolver([{ http: probeUrl }]) }),
+      shutdown: { propagationDelayMs: 0 },
+    });
+    await front.start({ env: {}, flags: { "log.level": "silent" } });
+    return front;
+  }
+
+  async function problemOf(front: GantryApp): Promise<Record<string, unknown>> {
+    const response = await fetch(`${front.endpoints[0].url}/relay.v1.RelayService/Relay`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ code: "PROBE_NOT_FOUND" }),
+    });
+    return (await response.json()) as Record<string, unknown>;
+  }
+
+  test("the callee's own error: its status, code, message and details, and no address", async () => {
+    const back = await startApp();
+    const front = await startFront(back.endpoints[0].url);
+    try {
+      const problem = await problemOf(front);
+      expect(problem).toMatchObject({
+        canonicalStatus: "NOT_FOUND",
+        code: "PROBE_NOT_FOUND",
+        detail: "no such probe",
+        details: { hint: "look left", limit: 5 },
+      });
+      expect(JSON.stringify(problem)).not.toContain("127.0.0.1");
+    } finally {
+      await front.close();
+      await back.close();
+    }
+  });
+
+  test("a failure on the way: GANTRY_ERR_UPSTREAM saying what failed, not where", async () => {
+    const port = await freePort();
+    const front = await startFront(`http://127.0.0.1:${port}`);
+    try {
+      const problem = await problemOf(front);
+      expect(problem).toMatchObject({
+        canonicalStatus: "UNAVAILABLE",
+        code: "GANTRY_ERR_UPSTREAM",
+        detail:
+          "a call this method made failed: the call to clienttest.v1.ProbeService/Fail failed (GANTRY_ERR_CONNECT)",
+      });
+      expect(JSON.stringify(problem)).not.toContain(String(port));
+    } finally {
+      await front.close();
+    }
   });
 });

@@ -34,7 +34,7 @@ export {
   type ThrottleMessage,
   throttleChannel,
 } from "./diagnostics.js";
-export { abortError, deadlineError } from "./outbound.js";
+export { abortError, calleeAnswer, deadlineError, relayMessage } from "./outbound.js";
 export { DEFAULT_POLICY, type ResolvedPolicy, resolvePolicy } from "./policy.js";
 export {
   backoffMs,

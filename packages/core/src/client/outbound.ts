@@ -25,3 +25,36 @@ export function abortError(call: OutboundCall, started: number): GantryError {
   }
   return coreErrors.create("GANTRY_ERR_CANCELLED", {}, { cause: reason });
 }
+
+const ANSWER = Symbol("gantry.answer");
+const RELAY = Symbol("gantry.relay");
+
+/**
+ * For channels: marks `error` as the callee's own answer (read from what it sent back), as opposed
+ * to one the channel made of a failure to get an answer. A method that lets an outbound call's error
+ * through passes on the message of an answer only: the channel's own messages name addresses.
+ */
+export function calleeAnswer(error: GantryError): GantryError {
+  Object.defineProperty(error, ANSWER, { value: true });
+  return error;
+}
+
+/** @internal For the runtime: whether the channel marked `error` as the callee's answer. */
+export function isCalleeAnswer(error: GantryError): boolean {
+  return (error as { [ANSWER]?: true })[ANSWER] === true;
+}
+
+/** @internal For the runtime: what a method that lets `error` through tells its own callers. */
+export function setRelayMessage(error: GantryError, message: string): GantryError {
+  Object.defineProperty(error, RELAY, { value: message });
+  return error;
+}
+
+/**
+ * The message a method that lets `error` through tells its own callers, when the error came from an
+ * outbound call: the callee's own message, or for a failure on the way (no instance, no connection, a
+ * deadline) what failed and not where. Undefined for every other error.
+ */
+export function relayMessage(error: GantryError): string | undefined {
+  return (error as { [RELAY]?: string })[RELAY];
+}

@@ -13,6 +13,7 @@ import { InstanceLoad, LoadClock, weightOf } from "./balancer.js";
 import { AdaptiveThrottle, Bulkhead, type Ejectable, Outlier, OutlierDetector } from "./breaker.js";
 import { DeadlineQueue, Expiring, MAX_TIMER_MS } from "./deadline.js";
 import { type RetryMessage, retryChannel, type ThrottleMessage, throttleChannel } from "./diagnostics.js";
+import { isCalleeAnswer, setRelayMessage } from "./outbound.js";
 import { type ResolvedPolicy, resolvePolicy } from "./policy.js";
 import { backoffMs, mayRetry, RetryBudget } from "./retry.js";
 import type { Channel, ClientRuntimeOptions, ClientTransport, OutboundCall, RuntimeCallOptions } from "./types.js";
@@ -1006,9 +1007,9 @@ export class ClientRuntime {
 
   /**
    * The error the caller sees: status, code, details and the rest unchanged, the message followed by
-   * where it happened (the instance by its id: its address stays out of a message that a method may
-   * pass on to its own callers) and `note`; the endpoint in `details.endpoint`. `local`: the runtime
-   * made it (its cause is kept); otherwise the callee's error is the cause.
+   * where it happened (the instance by its id, attempts) and `note`. `local`: the runtime made it (its
+   * cause is kept); otherwise the channel's error is the cause. A method that lets it through tells its
+   * own callers only the callee's own message, or what failed: never an address (see relayMessage).
    */
   #final(call: CallState, error: GantryError, local: boolean, note?: string): GantryError {
     const peer = call.peer;
@@ -1017,14 +1018,18 @@ export class ClientRuntime {
     // "attempt n of m" once an attempt was made, or a retry could not be.
     if (peer !== undefined || call.attempt > 1) context += `, attempt ${call.attempt} of ${this.#policy.maxAttempts}`;
     if (note !== undefined) context += `; ${note}`;
-    return new GantryError(error.status, `${error.message} (${context})`, {
+    const final = new GantryError(error.status, `${error.message} (${context})`, {
       code: error.code,
       httpStatus: error.httpStatus,
       retryable: error.retryable,
       violations: error.violations,
-      details: peer === undefined ? error.details : { ...error.details, endpoint: peer.url },
+      details: error.details,
       cause: local ? error.cause : error,
     });
+    const relayed = isCalleeAnswer(error)
+      ? error.message
+      : `the call to ${this.service.fullName}/${call.method.name} failed (${error.code})`;
+    return setRelayMessage(final, relayed);
   }
 }
 

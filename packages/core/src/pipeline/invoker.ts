@@ -1,7 +1,8 @@
+import { relayMessage } from "../client/outbound.js";
 import { NEVER_RAN_CODES } from "../client/retry.js";
 import { type CallContext, runInCall } from "../context/call-context.js";
 import { callChannel } from "../diagnostics.js";
-import type { GantryError } from "../errors/gantry-error.js";
+import { GantryError } from "../errors/gantry-error.js";
 import { coreErrors, toGantryError } from "../errors/table.js";
 import { readMessage } from "../message/json.js";
 import type { CustomDecorator } from "../service/decorators.js";
@@ -203,6 +204,18 @@ export class Invoker {
 
   #fault(error: unknown, call: CallContext): GantryError {
     let fault = toGantryError(error);
+    // An outbound call's error, let through: what its own caller may see (no addresses).
+    const relayed = relayMessage(fault);
+    if (relayed !== undefined) {
+      fault = new GantryError(fault.status, relayed, {
+        code: fault.code,
+        httpStatus: fault.httpStatus,
+        retryable: fault.retryable,
+        violations: fault.violations,
+        details: fault.details,
+        cause: fault,
+      });
+    }
     // A code that tells a caller "your call never ran" is true only of this server's own refusals. The
     // same code thrown by the method came from a call it made: this call did run, so it must not look
     // safe to retry.
