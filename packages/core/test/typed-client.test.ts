@@ -7,6 +7,7 @@ import {
   Empty,
   Field,
   type GantryApp,
+  type GantryError,
   InjectClient,
   Message,
   Method,
@@ -100,5 +101,60 @@ describe("direct calls", () => {
     OuterService.release.resolve();
     expect(await outer).toEqual({ requestId: "r-1=r-1" });
     await closing;
+  });
+
+  test("go through the client's policy like calls that go out: interceptors, timeouts, fallback", async () => {
+    @Message()
+    class Slow {
+      @Field(1, { type: "int32" }) ms!: number;
+    }
+
+    @Service({ package: "slow", version: "v1" })
+    class SlowService {
+      @Method({ output: Said })
+      async wait(req: Slow, ctx: CallContext): Promise<Said> {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, req.ms);
+          ctx.signal.addEventListener("abort", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        return { requestId: ctx.metadata.get("x-tag") ?? "" };
+      }
+    }
+
+    const seen: string[] = [];
+    const app = createApp({
+      name: "direct-policy",
+      services: [SlowService],
+      clients: [
+        {
+          service: SlowService,
+          policy: {
+            timeoutMs: 50,
+            interceptors: [
+              async (call, next) => {
+                seen.push(call.method.name);
+                call.metadata["x-tag"] = "tagged";
+                return next();
+              },
+            ],
+            fallback: (_method, _input, error) => ({ requestId: `fallback after ${(error as GantryError).code}` }),
+          },
+        },
+      ],
+    });
+    await app.start({ env: {}, flags: { "log.level": "silent" } });
+    try {
+      const slow = await app.get(clientToken(SlowService));
+      expect(await slow.wait({ ms: 0 })).toEqual({ requestId: "tagged" });
+      const started = Date.now();
+      expect(await slow.wait({ ms: 5000 })).toEqual({ requestId: "fallback after GANTRY_ERR_DEADLINE_EXCEEDED" });
+      expect(Date.now() - started).toBeLessThan(1000);
+      expect(seen).toEqual(["Wait", "Wait"]);
+    } finally {
+      await app.close();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { intercepted, type ResolvedPolicy, resolvePolicy, timeoutOf } from "../client/policy.js";
 import { ClientRuntime } from "../client/runtime.js";
 import type { ClientTransport } from "../client/types.js";
 import { currentCall } from "../context/call-context.js";
@@ -43,9 +44,11 @@ export class AppClients {
   ): Record<string, (input: unknown, options?: ClientCallOptions) => Promise<unknown>> {
     const { service, policy } = typeof spec === "function" ? { service: spec, policy: undefined } : spec;
     const descriptor = describeService(service);
+    // Checked now: a bad policy fails the app's start, not its first call.
+    const resolved = resolvePolicy(policy ?? {}, descriptor.fullName);
     const client: Record<string, (input: unknown, options?: ClientCallOptions) => Promise<unknown>> = {};
     for (const method of descriptor.methods) {
-      client[method.key] = (input, options = {}) => this.#call(descriptor, method, input, options, policy);
+      client[method.key] = (input, options = {}) => this.#call(descriptor, method, input, options, policy, resolved);
     }
     return client;
   }
@@ -63,6 +66,7 @@ export class AppClients {
     input: unknown,
     options: ClientCallOptions,
     policy: ClientSpec["policy"],
+    resolved: ResolvedPolicy,
   ): Promise<unknown> {
     const parent = currentCall();
     const metadata: Record<string, string> = {};
@@ -75,7 +79,13 @@ export class AppClients {
     }
     Object.assign(metadata, options.metadata);
     const local = this.#options.local(method);
-    if (local !== undefined) return this.#options.direct(local, input, { ...options, metadata });
+    if (local !== undefined) {
+      // The same policy as a call that goes out: interceptors, fallback, timeouts.
+      const timeoutMs = timeoutOf(resolved, method, options.timeoutMs);
+      return intercepted(resolved, method, input, metadata, (sent) =>
+        this.#options.direct(local, input, { ...options, timeoutMs, metadata: sent }),
+      );
+    }
     if (method.stream !== "unary") {
       return Promise.reject(
         new GantryError(

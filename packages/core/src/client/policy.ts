@@ -2,7 +2,7 @@
  * A ClientPolicy with every default filled in and every value checked, once, when a client is made.
  */
 import type { GantryError } from "../errors/gantry-error.js";
-import { coreErrors } from "../errors/table.js";
+import { coreErrors, toGantryError } from "../errors/table.js";
 import type { MethodDescriptor } from "../service/descriptor.js";
 import { createBalancer } from "./balancer.js";
 import type { EjectionSettings } from "./breaker.js";
@@ -143,4 +143,50 @@ export function resolvePolicy(policy: ClientPolicy, service: string): ResolvedPo
     fallback: policy.fallback,
     interceptors,
   };
+}
+
+/**
+ * The timeout of a call of `method`, ms: the call's own, else the policy's for the method, else the
+ * method's (`@Method({ timeoutMs })`), else the policy's default; undefined for none.
+ */
+export function timeoutOf(
+  policy: ResolvedPolicy,
+  method: MethodDescriptor,
+  own: number | undefined,
+): number | undefined {
+  return (
+    own ??
+    (policy.methodTimeoutsMs.size === 0 ? undefined : policy.methodTimeoutsMs.get(method.name)) ??
+    method.timeoutMs ??
+    policy.timeoutMs
+  );
+}
+
+/**
+ * Sends a call through the policy's interceptors, in order, and its fallback: the same for a call that
+ * goes out through the runtime and one that goes direct to a service served in this process. `send`
+ * gets the metadata as the interceptors left it.
+ */
+export async function intercepted(
+  policy: ResolvedPolicy,
+  method: MethodDescriptor,
+  input: unknown,
+  metadata: Readonly<Record<string, string>> | undefined,
+  send: (metadata: Readonly<Record<string, string>>) => Promise<unknown>,
+): Promise<unknown> {
+  try {
+    const interceptors = policy.interceptors;
+    if (interceptors.length === 0) return await send(metadata ?? {});
+    const call = { method, input, metadata: { ...metadata } };
+    const next = (index: number): Promise<unknown> =>
+      index === interceptors.length ? send(call.metadata) : interceptors[index](call, () => next(index + 1));
+    return await next(0);
+  } catch (error) {
+    if (policy.fallback === undefined) throw toGantryError(error);
+    try {
+      return await policy.fallback(method, input, toGantryError(error));
+    } catch (fallbackError) {
+      throw toGantryError(fallbackError);
+    }
+  }
 }

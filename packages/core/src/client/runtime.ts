@@ -14,7 +14,7 @@ import { AdaptiveThrottle, Bulkhead, type Ejectable, Outlier, OutlierDetector } 
 import { DeadlineQueue, Expiring, MAX_TIMER_MS } from "./deadline.js";
 import { type RetryMessage, retryChannel, type ThrottleMessage, throttleChannel } from "./diagnostics.js";
 import { isCalleeAnswer, setRelayMessage } from "./outbound.js";
-import { type ResolvedPolicy, resolvePolicy } from "./policy.js";
+import { intercepted, type ResolvedPolicy, resolvePolicy, timeoutOf } from "./policy.js";
 import { backoffMs, mayRetry, RetryBudget } from "./retry.js";
 import type { Channel, ClientRuntimeOptions, ClientTransport, OutboundCall, RuntimeCallOptions } from "./types.js";
 
@@ -80,7 +80,7 @@ class CallState {
   readonly metadata: Readonly<Record<string, string>>;
   /** ms since the epoch. */
   readonly deadline: number | undefined;
-  /** The call's own timeout (the policy's or the method's), if it has one. */
+  /** The call's own timeout (its caller's, the policy's or the method's), if it has one. */
   readonly timeoutMs: number | undefined;
   readonly signal: AbortSignal | undefined;
   /** Date.now() when the call was made, when it has a deadline (for the message of DEADLINE_EXCEEDED). */
@@ -492,33 +492,19 @@ export class ClientRuntime {
     const policy = this.#policy;
     let deadline = options.deadline;
     let startedAt = 0;
-    // The call's own timeout, else the policy's of this method, else the method's own
-    // (`@Method({ timeoutMs })`), else the policy's default.
-    const timeoutMs =
-      options.timeoutMs ??
-      (policy.methodTimeoutsMs.size === 0 ? undefined : policy.methodTimeoutsMs.get(method.name)) ??
-      method.timeoutMs ??
-      policy.timeoutMs;
+    const timeoutMs = timeoutOf(policy, method, options.timeoutMs);
     if (timeoutMs !== undefined) {
       startedAt = Date.now();
       if (deadline === undefined || startedAt + timeoutMs < deadline) deadline = startedAt + timeoutMs;
     } else if (deadline !== undefined) {
       startedAt = Date.now();
     }
+    const send = (metadata: Readonly<Record<string, string>>) =>
+      this.#start(new CallState(method, input, metadata, deadline, timeoutMs, options.signal, startedAt));
     if (policy.interceptors.length === 0 && policy.fallback === undefined) {
-      return this.#start(
-        new CallState(
-          method,
-          input,
-          options.metadata ?? EMPTY_METADATA,
-          deadline,
-          timeoutMs,
-          options.signal,
-          startedAt,
-        ),
-      );
+      return send(options.metadata ?? EMPTY_METADATA);
     }
-    return this.#wrapped(method, input, options, deadline, timeoutMs, startedAt);
+    return intercepted(policy, method, input, options.metadata, send);
   }
 
   /** Stops watching the registry, closes every channel, and fails calls in flight and calls to come. */
@@ -538,43 +524,6 @@ export class ClientRuntime {
     this.#peers.clear();
     this.#eligible = [];
     this.#available = [];
-  }
-
-  /** Interceptors around the call, the fallback around them. */
-  async #wrapped(
-    method: MethodDescriptor,
-    input: unknown,
-    options: RuntimeCallOptions,
-    deadline: number | undefined,
-    timeoutMs: number | undefined,
-    startedAt: number,
-  ): Promise<unknown> {
-    const policy = this.#policy;
-    try {
-      if (policy.interceptors.length === 0) {
-        const metadata = options.metadata ?? EMPTY_METADATA;
-        return await this.#start(
-          new CallState(method, input, metadata, deadline, timeoutMs, options.signal, startedAt),
-        );
-      }
-      const call = { method, input, metadata: { ...options.metadata } };
-      const next = (index: number): Promise<unknown> => {
-        if (index === policy.interceptors.length) {
-          return this.#start(
-            new CallState(method, input, call.metadata, deadline, timeoutMs, options.signal, startedAt),
-          );
-        }
-        return policy.interceptors[index](call, () => next(index + 1));
-      };
-      return await next(0);
-    } catch (error) {
-      if (policy.fallback === undefined) throw toGantryError(error);
-      try {
-        return await policy.fallback(method, input, toGantryError(error));
-      } catch (fallbackError) {
-        throw toGantryError(fallbackError);
-      }
-    }
   }
 
   /** Admits the call through close() and the bulkhead, or fails it at once. */
