@@ -110,3 +110,4 @@ export {
   routeKey,
   type ServiceDescriptor,
 } from "./service/descriptor.js";
+export { type MetricsSource, metricsSource, serveMetrics } from "./telemetry/metrics.js";

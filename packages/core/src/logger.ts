@@ -1,7 +1,11 @@
 import { pino } from "pino";
 import { createToken } from "./di/token.js";
+import { traceFields } from "./telemetry/tracing.js";
 
-/** The structured logger (pino). Inside a call, `ctx.log` carries service, method and request id. */
+/**
+ * The structured logger (pino). Inside a call, `ctx.log` carries service, method and request id, and
+ * every line written while a span is active (with an OpenTelemetry SDK registered) its trace_id and span_id.
+ */
 export type Logger = pino.Logger;
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -23,6 +27,8 @@ export function createLogger(app: string, options: LoggerOptions = {}): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       serializers: { err: pino.stdSerializers.err },
+      // Lines written inside a traced call carry its trace_id and span_id.
+      mixin: traceFields,
     },
     options.destination ?? pino.destination({ dest: 1, sync: true }),
   );

@@ -12,7 +12,13 @@ import {
   toGantryError,
 } from "@gantry/core";
 import type { ClientTransport } from "@gantry/core/client";
-import { type Endpoint, endpointUrl, type Transport, type TransportHost } from "@gantry/core/transport";
+import {
+  type Endpoint,
+  endpointUrl,
+  type ServerSpanInfo,
+  type Transport,
+  type TransportHost,
+} from "@gantry/core/transport";
 import {
   type ChannelOptions,
   type Deadline,
@@ -63,6 +69,8 @@ export class GrpcTransport implements Transport {
   readonly stats: GrpcStats = { calls: 0 };
   readonly #schema: ReturnType<typeof grpcConfigSchema>;
   #host: TransportHost | undefined;
+  /** Attributes of every call's span: where this server is reached. */
+  #spanAttributes: Readonly<Record<string, string | number>> = {};
   #server: Server | undefined;
   #health: HealthService | undefined;
   #address: string | undefined;
@@ -130,6 +138,7 @@ export class GrpcTransport implements Transport {
     this.#server = server;
     this.#address = `${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
     const advertised = host.advertise(config.host);
+    this.#spanAttributes = { "server.address": advertised, "server.port": port };
     const scheme = credentials._isSecure() ? "grpcs" : "grpc";
     return [{ transport: "grpc", url: endpointUrl(scheme, advertised, port), host: advertised, port }];
   }
@@ -232,6 +241,7 @@ export class GrpcTransport implements Transport {
       requestId: requestIdOf(incoming.get("x-request-id")[0]),
       peer: () => call.getPeer(),
       watch: watchNow ? undefined : (watched) => watchCancel(call, watched),
+      span: () => grpcSpanInfo(call.getPeer(), this.#spanAttributes),
     });
     if (watchNow) watchCancel(call, context);
     this.stats.calls++;
@@ -441,4 +451,17 @@ function sentKeys(context: CallContext): ReadonlySet<string> {
   for (const [key, values] of context.responseMetadata.entries())
     for (const value of values) sent.add(`${key}\n${value}`);
   return sent;
+}
+
+/** A gRPC call's span: OpenTelemetry's RPC server conventions, named after the method. */
+function grpcSpanInfo(peer: string, server: Readonly<Record<string, string | number>>): ServerSpanInfo {
+  const attributes: Record<string, string | number> = { ...server };
+  // grpc-js gives the peer as `127.0.0.1:53122` or `[::1]:53122`.
+  const colon = peer.lastIndexOf(":");
+  if (colon > 0) {
+    attributes["network.peer.address"] = peer.slice(0, colon).replace(/^\[|\]$/g, "");
+    const port = Number(peer.slice(colon + 1));
+    if (Number.isInteger(port)) attributes["network.peer.port"] = port;
+  }
+  return { protocol: "rpc", attributes };
 }

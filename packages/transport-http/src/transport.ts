@@ -9,6 +9,8 @@ import {
   GantryError,
   type HttpMethod,
   Metadata,
+  type MetricsSource,
+  metricsSource,
   parseTimeout,
   statusFromHttp,
   TIMEOUT_HEADER,
@@ -25,6 +27,7 @@ import { httpErrors } from "./errors.js";
 import { bindInput, readJsonBody } from "./request.js";
 import { clip, problemJson, Reply, sendJson, sendProblem } from "./response.js";
 import { type PathMatch, type RouteEntry, Router } from "./router.js";
+import { httpSpanInfo } from "./span.js";
 
 const REQUEST_ID = /^[\w\-.:]{1,128}$/;
 
@@ -170,6 +173,13 @@ export class HttpTransport implements Transport {
       this.#health(req, res, path);
       return;
     }
+    if (path === "/metrics") {
+      const metrics = metricsSource();
+      if (metrics !== undefined) {
+        this.#metrics(req, res, metrics);
+        return;
+      }
+    }
     const match = this.#router.find(path);
     const entry = match === undefined ? undefined : entryFor(match, req.method);
     if (entry === undefined || this.#needsExpress(path)) {
@@ -291,6 +301,7 @@ export class HttpTransport implements Transport {
         requestId: reply.requestId,
         peer: () => req.socket.remoteAddress,
         watch: (watched) => watchCaller(res, watched),
+        span: () => httpSpanInfo(req, entry),
       });
       call = running;
       if (route.body === undefined) {
@@ -350,6 +361,35 @@ export class HttpTransport implements Transport {
       ...(this.#draining ? { connection: "close" } : {}),
     });
     res.end(reply.head ? undefined : body);
+  }
+
+  /** `GET /metrics`: the process's metrics as the telemetry package renders them (Prometheus text). */
+  #metrics(req: IncomingMessage, res: ServerResponse, metrics: MetricsSource): void {
+    const reply = this.#reply(req, res);
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      const error = httpErrors.create("GANTRY_ERR_METHOD_NOT_ALLOWED", {
+        method: String(req.method),
+        path: "/metrics",
+        allowed: "GET, HEAD",
+      });
+      sendProblem(reply, error, { allow: "GET, HEAD" });
+      return;
+    }
+    metrics.collect().then(
+      (text) => {
+        if (res.headersSent || res.destroyed) return;
+        res.writeHead(200, {
+          "content-type": metrics.contentType,
+          "content-length": String(Buffer.byteLength(text)),
+          "cache-control": "no-store",
+        });
+        res.end(reply.head ? undefined : text);
+      },
+      (error: unknown) => {
+        (this.#host as TransportHost).log.error({ err: error }, "/metrics: the metrics could not be collected");
+        sendProblem(reply, coreErrors.create("GANTRY_ERR_INTERNAL"));
+      },
+    );
   }
 }
 

@@ -91,6 +91,11 @@ export function createApp(options: AppOptions): GantryApp {
 export class GantryApp {
   readonly name: string;
   readonly version: string;
+  /**
+   * This app's process-wide instance id: its services' ids in the registry end with it
+   * (`hello.v1.HelloService-<id>`), and telemetry reports it as `service.instance.id`.
+   */
+  readonly instanceId = randomUUID();
   /** The options the app was created with. */
   readonly options: AppOptions;
   readonly #shutdownHooks: Record<ShutdownStep, (() => unknown)[]> = { clients: [], telemetry: [] };
@@ -469,7 +474,7 @@ export class GantryApp {
     const zone = this.#core?.zone;
     const registeredAt = Date.now();
     return this.#services.map((service) => ({
-      id: `${service.fullName}-${randomUUID()}`,
+      id: `${service.fullName}-${this.instanceId}`,
       service: service.fullName,
       apiVersion: service.apiVersion,
       version: this.version,

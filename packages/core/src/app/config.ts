@@ -33,6 +33,12 @@ export function coreConfigSchema(options: AppOptions) {
           doc: "Inbound metadata keys copied onto every outbound call (the request id always is)",
         }),
       },
+      telemetry: {
+        enabled: config.boolean({
+          default: false,
+          doc: "`gantry start` sets up OpenTelemetry (@gantry/telemetry) before the app loads; also on when an OTEL_*_EXPORTER or OTLP endpoint variable is set",
+        }),
+      },
       registration: {
         timeout: config.duration({
           default: 30_000,

@@ -6,6 +6,7 @@
  * - `gantry:client:ejection` with an {@link EjectionMessage} whenever an instance is ejected, becomes
  *   half-open (one probe call allowed) or is restored.
  * - `gantry:client:throttle` with a {@link ThrottleMessage} for each call the adaptive throttle rejects.
+ * - `gantry:client:attempt` with an {@link AttemptMessage} when an attempt ends, however it ends.
  */
 import diagnostics from "node:diagnostics_channel";
 import type { GantryError } from "../errors/gantry-error.js";
@@ -14,6 +15,7 @@ export const clientChannels = {
   retry: "gantry:client:retry",
   ejection: "gantry:client:ejection",
   throttle: "gantry:client:throttle",
+  attempt: "gantry:client:attempt",
 } as const;
 
 export interface RetryMessage {
@@ -48,6 +50,23 @@ export interface ThrottleMessage {
   readonly accepts: number;
 }
 
+export interface AttemptMessage {
+  readonly service: string;
+  readonly method: string;
+  /** The instance id. */
+  readonly instance: string;
+  /** The transport it went over: `grpc`, `http`. */
+  readonly transport: string;
+  /** 1 for the first attempt of a call. */
+  readonly attempt: number;
+  readonly durationMs: number;
+  /** `OK`, or the canonical status it failed with. */
+  readonly status: string;
+  /** The specific code it failed with; undefined when it succeeded. */
+  readonly code: string | undefined;
+}
+
 export const retryChannel = diagnostics.channel(clientChannels.retry);
 export const ejectionChannel = diagnostics.channel(clientChannels.ejection);
 export const throttleChannel = diagnostics.channel(clientChannels.throttle);
+export const attemptChannel = diagnostics.channel(clientChannels.attempt);

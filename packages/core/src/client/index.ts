@@ -26,6 +26,8 @@ export {
   type ThrottleOptions,
 } from "./breaker.js";
 export {
+  type AttemptMessage,
+  attemptChannel,
   clientChannels,
   type EjectionMessage,
   ejectionChannel,

@@ -4,15 +4,24 @@
  * a transport's channel, with the adaptive throttle and the bulkhead in front.
  */
 import { randomUUID } from "node:crypto";
+import type { Span } from "@opentelemetry/api";
 import { GantryError, isGantryError } from "../errors/gantry-error.js";
 import { coreErrors, toGantryError } from "../errors/table.js";
 import type { Logger } from "../logger.js";
 import type { Resolver, ServiceInstance, Watch, WatchEvent } from "../registry/index.js";
 import type { MethodDescriptor, ServiceDescriptor } from "../service/descriptor.js";
+import { endClientSpan, startClientSpan } from "../telemetry/tracing.js";
 import { InstanceLoad, LoadClock, weightOf } from "./balancer.js";
 import { AdaptiveThrottle, Bulkhead, type Ejectable, Outlier, OutlierDetector } from "./breaker.js";
 import { DeadlineQueue, Expiring, MAX_TIMER_MS } from "./deadline.js";
-import { type RetryMessage, retryChannel, type ThrottleMessage, throttleChannel } from "./diagnostics.js";
+import {
+  type AttemptMessage,
+  attemptChannel,
+  type RetryMessage,
+  retryChannel,
+  type ThrottleMessage,
+  throttleChannel,
+} from "./diagnostics.js";
 import { isCalleeAnswer, setRelayMessage } from "./outbound.js";
 import { intercepted, type ResolvedPolicy, resolvePolicy, timeoutOf } from "./policy.js";
 import { backoffMs, mayRetry, RetryBudget } from "./retry.js";
@@ -127,7 +136,8 @@ class CallState {
 class Attempt extends Expiring implements OutboundCall, Cancellable {
   readonly method: MethodDescriptor;
   readonly deadline: number | undefined;
-  readonly metadata: Readonly<Record<string, string>>;
+  /** The call's metadata, and the attempt's trace context when it is traced. */
+  metadata: Readonly<Record<string, string>>;
   readonly #call: CallState;
   readonly #runtime: Guards;
   readonly #resolve: (value: unknown) => void;
@@ -136,6 +146,10 @@ class Attempt extends Expiring implements OutboundCall, Cancellable {
   #stopError: GantryError | undefined = undefined;
   #settled = false;
   #shared: Shared | undefined = undefined;
+  #span: Span | undefined = undefined;
+  /** Set while someone listens on `gantry:client:attempt`. */
+  #peer: Peer | undefined = undefined;
+  #startedAt = 0;
 
   constructor(call: CallState, runtime: Guards, resolve: (value: unknown) => void, reject: (error: unknown) => void) {
     super();
@@ -154,6 +168,44 @@ class Attempt extends Expiring implements OutboundCall, Cancellable {
       if (this.#stopError !== undefined) this.#controller.abort(this.#stopError);
     }
     return this.#controller.signal;
+  }
+
+  /**
+   * Starts the attempt's client span when an OpenTelemetry SDK is registered, and its clock when
+   * someone listens on `gantry:client:attempt`.
+   */
+  trace(peer: Peer): void {
+    const call = this.#call;
+    if (attemptChannel.hasSubscribers) {
+      this.#peer = peer;
+      this.#startedAt = performance.now();
+    }
+    const traced = startClientSpan(call.method, this.metadata, call.attempt, {
+      transport: peer.transport?.kind ?? "",
+      instance: peer.instance.id,
+      url: peer.url,
+    });
+    if (traced === undefined) return;
+    this.#span = traced.span;
+    this.metadata = traced.metadata;
+  }
+
+  /** Ends the span and publishes the attempt, for what is listening. */
+  #report(error: GantryError | undefined): void {
+    if (this.#span !== undefined) endClientSpan(this.#span, error);
+    const peer = this.#peer;
+    if (peer === undefined || !attemptChannel.hasSubscribers) return;
+    const message: AttemptMessage = {
+      service: this.method.service.fullName,
+      method: this.method.name,
+      instance: peer.instance.id,
+      transport: peer.transport?.kind ?? "",
+      attempt: this.#call.attempt,
+      durationMs: performance.now() - this.#startedAt,
+      status: error === undefined ? "OK" : error.status,
+      code: error?.code,
+    };
+    attemptChannel.publish(message);
   }
 
   start(): void {
@@ -185,18 +237,21 @@ class Attempt extends Expiring implements OutboundCall, Cancellable {
     const error = stopError(reason, this.#call);
     this.#stopError = error;
     this.#controller?.abort(error);
+    this.#report(error);
     this.#reject(error);
   }
 
   answered(value: unknown): void {
     if (this.#settled) return;
     this.#finish();
+    this.#report(undefined);
     this.#resolve(value);
   }
 
   failed(error: unknown): void {
     if (this.#settled) return;
     this.#finish();
+    if (this.#span !== undefined || this.#peer !== undefined) this.#report(toGantryError(error));
     this.#reject(error);
   }
 
@@ -576,7 +631,7 @@ export class ClientRuntime {
         peer.inFlight += 1;
         let error: GantryError;
         try {
-          const value = await this.#send(call, channel);
+          const value = await this.#send(call, channel, peer);
           peer.inFlight -= 1;
           const ended = performance.now();
           peer.observe(ended - now, ended);
@@ -604,9 +659,10 @@ export class ClientRuntime {
   }
 
   /** Sends one attempt on `channel`; the deadline, the caller's signal and close() stop it. */
-  #send(call: CallState, channel: Channel): Promise<unknown> {
+  #send(call: CallState, channel: Channel, peer: Peer): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const attempt = new Attempt(call, this.#guards, resolve, reject);
+      attempt.trace(peer);
       attempt.start();
       let answer: Promise<unknown>;
       try {

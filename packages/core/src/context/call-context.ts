@@ -4,6 +4,7 @@ import type { GantryError } from "../errors/gantry-error.js";
 import { coreErrors } from "../errors/table.js";
 import type { Logger } from "../logger.js";
 import type { MethodDescriptor } from "../service/descriptor.js";
+import type { ServerSpanInfo } from "../telemetry/tracing.js";
 import { Metadata } from "./metadata.js";
 
 export interface CallInit {
@@ -24,6 +25,8 @@ export interface CallInit {
    * caller going away (and calls `abort`). Calls whose methods never look at the signal cost nothing.
    */
   readonly watch?: (call: CallContext) => void;
+  /** What the transport knows of the request, for the call's span: asked only when calls are traced. */
+  readonly span?: () => ServerSpanInfo;
 }
 
 /**
@@ -54,6 +57,7 @@ export class CallContext {
   #deadline: number | undefined;
   #appLog: Logger;
   #watch: ((call: CallContext) => void) | undefined;
+  #span: (() => ServerSpanInfo) | undefined;
   #onAbort: ((reason: GantryError) => void) | undefined;
   #log: Logger | undefined;
   #controller: AbortController | undefined;
@@ -72,6 +76,12 @@ export class CallContext {
     this.nested = init.nested === true;
     this.#appLog = log;
     this.#watch = init.watch;
+    this.#span = init.span;
+  }
+
+  /** @internal What the transport tells of the request, for the call's span. */
+  spanInfo(): ServerSpanInfo | undefined {
+    return this.#span?.();
   }
 
   /**

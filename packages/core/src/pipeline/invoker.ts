@@ -1,3 +1,4 @@
+import { context } from "@opentelemetry/api";
 import { relayMessage } from "../client/outbound.js";
 import { NEVER_RAN_CODES } from "../client/retry.js";
 import { type CallContext, runInCall } from "../context/call-context.js";
@@ -7,6 +8,7 @@ import { coreErrors, toGantryError } from "../errors/table.js";
 import { readMessage } from "../message/json.js";
 import type { CustomDecorator } from "../service/decorators.js";
 import type { MethodDescriptor } from "../service/descriptor.js";
+import { type ServerSpan, startServerSpan } from "../telemetry/tracing.js";
 import { CallStream, isAsyncIterable, readStream } from "./streams.js";
 import type { ExecutionContext, Guard, Interceptor } from "./types.js";
 
@@ -68,7 +70,16 @@ export class Invoker {
    * admission, and as soon as the call is aborted (deadline, shutdown, cancel) even if the method
    * goes on; the call counts as in flight until the method itself has finished.
    */
-  dispatch(method: MethodDescriptor, input: unknown, call: CallContext, done: Done): void {
+  dispatch(method: MethodDescriptor, input: unknown, call: CallContext, answer: Done): void {
+    const span = startServerSpan(call, call.spanInfo());
+    let done = answer;
+    if (span !== undefined) {
+      // The span ends with the answer; a streaming call's, when its stream ends.
+      done = (error, output) => {
+        if (error !== undefined || !(output instanceof CallStream)) span.end(error);
+        answer(error, output);
+      };
+    }
     const handler = this.#handlers.get(method);
     const refused = this.#admit(handler, method, call);
     if (handler === undefined || refused !== undefined) {
@@ -109,13 +120,18 @@ export class Invoker {
         return;
       }
       // A streaming call stays in flight, under its deadline, until its stream ends.
+      let failure: GantryError | undefined;
       const stream = new CallStream(
         call,
         output,
-        (error) => this.#fault(error, call),
+        (error) => {
+          failure = this.#fault(error, call);
+          return failure;
+        },
         () => {
           clearTimeout(timer);
           this.#settled(call);
+          span?.end(failure ?? call.abortReason);
         },
       );
       call.setAbortListener((reason) => stream.abort(reason));
@@ -134,7 +150,7 @@ export class Invoker {
     // A method that returns a value (not a promise) is answered at once, without a turn of the event loop.
     let result: unknown;
     try {
-      result = this.#run(handler, input, call);
+      result = span === undefined ? this.#run(handler, input, call) : this.#runIn(span, handler, input, call);
     } catch (error) {
       onError(error);
       return;
@@ -200,6 +216,11 @@ export class Invoker {
       return runInCall(call, () => callChannel.tracePromise(async () => execute(handler, input, call), { call }));
     }
     return runInCall(call, execute, handler, input, call);
+  }
+
+  /** `#run` with the call's span active: the method's own spans, logs and outbound calls go under it. */
+  #runIn(span: ServerSpan, handler: MethodHandler, input: unknown, call: CallContext): unknown {
+    return context.with(span.context, () => this.#run(handler, input, call));
   }
 
   #fault(error: unknown, call: CallContext): GantryError {

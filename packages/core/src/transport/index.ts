@@ -14,6 +14,7 @@ import type { MethodDescriptor, ServiceDescriptor } from "../service/descriptor.
 
 export type { AppState } from "../app/state.js";
 export type { Done } from "../pipeline/invoker.js";
+export type { ServerSpanInfo } from "../telemetry/tracing.js";
 
 /** Where a transport listens. */
 export interface Endpoint {

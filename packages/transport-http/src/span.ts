@@ -1,0 +1,44 @@
+import type { IncomingMessage } from "node:http";
+import type { ServerSpanInfo } from "@gantry/core/transport";
+import type { RouteEntry } from "./router.js";
+
+/**
+ * An HTTP call's span as OpenTelemetry's HTTP server conventions name it (`POST /hello/:name`) with
+ * their attributes; made only when calls are traced.
+ */
+export function httpSpanInfo(req: IncomingMessage, entry: RouteEntry): ServerSpanInfo {
+  const { route } = entry;
+  // Express rewrites `url` under a mount point; `originalUrl` is what the caller sent.
+  const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? "/";
+  const q = url.indexOf("?");
+  const attributes: Record<string, string | number> = {
+    "http.request.method": route.method,
+    "http.route": route.path,
+    "url.path": q === -1 ? url : url.slice(0, q),
+    "url.scheme": "http",
+    "network.protocol.version": req.httpVersion,
+  };
+  const host = hostOf(req.headers.host);
+  if (host !== undefined) {
+    attributes["server.address"] = host.name;
+    if (host.port !== undefined) attributes["server.port"] = host.port;
+  }
+  const peer = req.socket.remoteAddress;
+  if (peer !== undefined) attributes["network.peer.address"] = peer;
+  const agent = req.headers["user-agent"];
+  if (agent !== undefined) attributes["user_agent.original"] = agent;
+  return { name: `${route.method} ${route.path}`, protocol: "http", attributes, okStatus: route.status };
+}
+
+/** The Host header's name and port (`[::1]:8080`, `api.example.com`). */
+function hostOf(header: string | undefined): { name: string; port: number | undefined } | undefined {
+  if (header === undefined || header === "") return undefined;
+  const bracket = header.startsWith("[") ? header.indexOf("]") : -1;
+  const colon = header.indexOf(":", bracket === -1 ? 0 : bracket);
+  if (colon === -1) return { name: header.replace(/^\[|\]$/g, ""), port: undefined };
+  const port = Number(header.slice(colon + 1));
+  return {
+    name: header.slice(0, colon).replace(/^\[|\]$/g, ""),
+    port: Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined,
+  };
+}
