@@ -14,6 +14,7 @@ import {
   type StatusName,
 } from "@gantry/core";
 import { discoveryConfigSchema, discoveryErrors } from "@gantry/discovery";
+import { telemetryErrors } from "@gantry/telemetry";
 import { grpcConfigSchema, grpcErrors } from "@gantry/transport-grpc";
 import { httpConfigSchema, httpErrors } from "@gantry/transport-http";
 import { describe, expect, test } from "vitest";
@@ -58,6 +59,7 @@ describe("docs/errors.md", () => {
     ["@gantry/transport-grpc", grpcErrors],
     ["@gantry/discovery", discoveryErrors],
     ["@gantry/cli", cliErrors],
+    ["@gantry/telemetry", telemetryErrors],
   ] as [string, ErrorTable<Record<string, ErrorDefinition>>][])(
     "lists every error of %s exactly as the code defines it",
     (heading, table) => {
@@ -73,7 +75,7 @@ describe("docs/errors.md", () => {
   );
 
   test("gives every specific code once across all packages", () => {
-    const codes = [coreErrors, httpErrors, grpcErrors, discoveryErrors, cliErrors].flatMap((table) =>
+    const codes = [coreErrors, httpErrors, grpcErrors, discoveryErrors, cliErrors, telemetryErrors].flatMap((table) =>
       Object.keys(table.definitions),
     );
     expect(new Set(codes).size).toBe(codes.length);
