@@ -67,4 +67,26 @@ export const grpcErrors = defineErrors({
     status: "FAILED_PRECONDITION",
     message: "@ProtoService on {owner}: {element} in {file} uses {feature}, which Gantry does not serve{hint}",
   },
+  // Describing a remote service by server reflection: describeFromReflection.
+  GANTRY_ERR_REFLECTION_UNAVAILABLE: {
+    status: "UNIMPLEMENTED",
+    message:
+      "{target} does not serve gRPC server reflection (grpc.reflection.v1 or v1alpha), so the messages of {service} cannot be learned from it",
+  },
+  GANTRY_ERR_REFLECTION_NO_SERVICE: {
+    status: "NOT_FOUND",
+    message: "{target} does not serve {service}; it serves {services}",
+  },
+  GANTRY_ERR_REFLECTION_NO_METHOD: {
+    status: "NOT_FOUND",
+    message: "{service} has no method {method}; its methods: {methods}",
+  },
+  GANTRY_ERR_REFLECTION_DESCRIPTOR: {
+    status: "FAILED_PRECONDITION",
+    message: "cannot use the descriptors {target} sent for {service}: {reason}",
+  },
+  GANTRY_ERR_REFLECTION_FAILED: {
+    status: "UNAVAILABLE",
+    message: "server reflection on {target} failed: {reason}",
+  },
 });

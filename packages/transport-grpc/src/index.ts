@@ -7,4 +7,5 @@ export { type DescriptorSet, descriptorSet, fileDescriptors } from "./proto/desc
 export { generateProto, type ProtoFile } from "./proto/generate.js";
 export { protoFilePath } from "./proto/model.js";
 export { ProtoService, type ProtoServiceOptions } from "./proto-first.js";
+export { type DescribeOptions, describeFromReflection } from "./reflection-client.js";
 export { type GrpcStats, GrpcTransport, grpcTransport } from "./transport.js";

@@ -68,11 +68,24 @@ export function ProtoService(options: ProtoServiceOptions): ClassDecorator {
   };
 }
 
-/** What the errors raised while binding one class name: the class and its `.proto` file. */
+/**
+ * What binding one class needs beside the proto: the class and `.proto` file its errors name, and where
+ * the message classes and enum objects it makes are kept.
+ */
 interface Binding {
   readonly owner: string;
   readonly file: string;
+  readonly types: TypeCache;
 }
+
+/** One class per proto message and one object per proto enum, by declaring file and full name. */
+interface TypeCache {
+  readonly messages: Map<string, Constructor>;
+  readonly enums: Map<string, EnumObject>;
+}
+
+/** The types of every `.proto` file on disk: shared by every @ProtoService class that uses them. */
+const fileTypes: TypeCache = { messages: new Map(), enums: new Map() };
 
 const WELL_KNOWN_PREFIX = ".google.protobuf.";
 const TIMESTAMP = ".google.protobuf.Timestamp";
@@ -81,10 +94,25 @@ const EMPTY = ".google.protobuf.Empty";
 function bindService(type: Constructor, options: ProtoServiceOptions): void {
   const owner = type.name || "anonymous class";
   const file = toPath(options.file, owner, String(options.file));
-  const binding: Binding = { owner, file: displayPath(file) };
+  const binding: Binding = { owner, file: displayPath(file), types: fileTypes };
   const includeDirs = (options.includeDirs ?? []).map((dir) => toPath(dir, owner, binding.file));
   const root = loadRoot(file, includeDirs, binding);
-  const service = findService(root, file, options.service, binding);
+  bindRpcs(type, findService(root, file, options.service, binding), binding);
+}
+
+/**
+ * Binds a class to a service that a protobufjs root built elsewhere describes (from the descriptors a
+ * server sends by reflection), as @ProtoService binds one of a `.proto` file: each rpc to the member of
+ * its name. The messages get classes of their own, shared with no other service: another server may
+ * describe the same names differently. `source` says where the descriptors came from, in errors.
+ */
+export function bindDescribedService(type: Constructor, service: protobuf.Service, source: string): void {
+  const binding: Binding = { owner: type.name, file: source, types: { messages: new Map(), enums: new Map() } };
+  bindRpcs(type, service, binding);
+}
+
+function bindRpcs(type: Constructor, service: protobuf.Service, binding: Binding): void {
+  const owner = binding.owner;
   const pkg = packageOf(service);
   if (pkg === "") {
     throw unsupported(binding, service.name, "a service outside any package", "; declare a package in the file");
@@ -322,10 +350,6 @@ function isIdempotent(rpc: protobuf.Method): boolean {
 
 // --- Messages and enums -----------------------------------------------------------------------------
 
-/** One class per proto message and one object per proto enum, by declaring file and full name. */
-const messageClasses = new Map<string, Constructor>();
-const enumObjects = new Map<string, EnumObject>();
-
 /** The @Message class of an rpc's input or output. */
 function messageRef(type: protobuf.Type, where: string, binding: Binding): Constructor {
   if (type.fullName === EMPTY) return Empty;
@@ -338,7 +362,7 @@ function messageRef(type: protobuf.Type, where: string, binding: Binding): Const
 
 function messageClass(type: protobuf.Type, binding: Binding): Constructor {
   const key = `${type.filename ?? ""}\0${type.fullName}`;
-  const cached = messageClasses.get(key);
+  const cached = binding.types.messages.get(key);
   if (cached !== undefined) return cached;
   if (type.extensions !== undefined && type.extensions.length > 0) {
     throw unsupported(binding, fullName(type), "extension ranges", "", type.filename);
@@ -348,13 +372,13 @@ function messageClass(type: protobuf.Type, binding: Binding): Constructor {
   Object.defineProperty(cls, "name", { value: name });
   Message({ name, description: type.comment ?? undefined })(cls);
   // Cached before its fields, so that a message that contains itself resolves to this same class.
-  messageClasses.set(key, cls);
+  binding.types.messages.set(key, cls);
   try {
     for (const field of type.fieldsArray) {
       Field(field.id, fieldOptions(field, binding))(cls.prototype, field.jsonName);
     }
   } catch (error) {
-    messageClasses.delete(key);
+    binding.types.messages.delete(key);
     throw error;
   }
   return cls;
@@ -398,7 +422,7 @@ function valueType(field: protobuf.Field, fail: (feature: string, hint?: string)
 
 function enumObject(type: protobuf.Enum, binding: Binding): EnumObject {
   const key = `${type.filename ?? ""}\0${type.fullName}`;
-  const cached = enumObjects.get(key);
+  const cached = binding.types.enums.get(key);
   if (cached !== undefined) return cached;
   if (!Object.values(type.values).includes(0)) {
     const hint = "; proto3 and Gantry use 0 as the default";
@@ -406,7 +430,7 @@ function enumObject(type: protobuf.Enum, binding: Binding): EnumObject {
   }
   const object = Object.freeze({ ...type.values });
   registerEnum(object, typeName(type));
-  enumObjects.set(key, object);
+  binding.types.enums.set(key, object);
   return object;
 }
 

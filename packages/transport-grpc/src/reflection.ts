@@ -60,12 +60,14 @@ class ServerReflectionResponse {
   @Field(7) errorResponse?: ErrorResponse;
 }
 
-const requestDescriptor = describeMessage(ServerReflectionRequest);
-const responseDescriptor = describeMessage(ServerReflectionResponse);
+/** The messages of ServerReflectionInfo, for the server here and the client in reflection-client.ts. */
+export const requestDescriptor = describeMessage(ServerReflectionRequest);
+export const responseDescriptor = describeMessage(ServerReflectionResponse);
 const NOT_FOUND = 5;
 const UNIMPLEMENTED = 12;
 
-const REFLECTION_SERVICES = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+/** The same service under its two names, newest first. */
+export const REFLECTION_SERVICES = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
 /** A `.proto` file that Gantry serves as it is, not generated from a service class. */
 interface FixedFile {
