@@ -71,7 +71,7 @@ export class Invoker {
    * goes on; the call counts as in flight until the method itself has finished.
    */
   dispatch(method: MethodDescriptor, input: unknown, call: CallContext, answer: Done): void {
-    const span = startServerSpan(call, call.spanInfo());
+    const span = startServerSpan(call);
     let done = answer;
     if (span !== undefined) {
       // The span ends with the answer; a streaming call's, when its stream ends.

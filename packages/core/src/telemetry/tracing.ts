@@ -118,9 +118,11 @@ export class ServerSpan {
  * `tracestate`, `baggage` in its metadata); for a direct call (made in this process), an internal
  * span under the span active where it was made. Undefined when no SDK is registered.
  */
-export function startServerSpan(call: CallContext, info: ServerSpanInfo | undefined): ServerSpan | undefined {
+export function startServerSpan(call: CallContext): ServerSpan | undefined {
   const tracer = activeTracer();
   if (tracer === undefined) return undefined;
+  // Asked only now: the transport builds it for traced calls alone.
+  const info = call.spanInfo();
   const method = call.method;
   const direct = call.transport === "direct";
   const parent = direct ? context.active() : propagation.extract(context.active(), call.metadata, metadataGetter);
