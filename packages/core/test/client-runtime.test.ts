@@ -339,6 +339,16 @@ describe("selection", () => {
   });
 });
 
+describe("streaming calls", () => {
+  test("need an instance reached over a transport with streams: else GANTRY_ERR_NO_INSTANCES, saying why", async () => {
+    const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
+    const error = await rejected(runtime.stream(getHello, {}));
+    expect(error.code).toBe("GANTRY_ERR_NO_INSTANCES");
+    expect(error.message).toContain("a transport with streams");
+    expect(transport.calls).toEqual([]);
+  });
+});
+
 describe("deadlines", () => {
   test("the policy's timeout bounds the call; the attempt's signal aborts; DEADLINE_EXCEEDED names it", async () => {
     const { runtime, transport } = runtimeOf({ instances: [instance(1)], policy: { timeoutMs: 30 } });

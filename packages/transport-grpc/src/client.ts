@@ -1,5 +1,13 @@
 import { readFileSync } from "node:fs";
-import { coreErrors, type FieldViolation, GantryError, isGantryError, readMessage, statusFromCode } from "@gantry/core";
+import {
+  coreErrors,
+  type FieldViolation,
+  GantryError,
+  isGantryError,
+  type MethodDescriptor,
+  readMessage,
+  statusFromCode,
+} from "@gantry/core";
 import {
   abortError,
   type Channel,
@@ -12,6 +20,8 @@ import {
   type ChannelCredentials,
   type ChannelOptions,
   Client,
+  type ClientReadableStream,
+  type ClientWritableStream,
   credentials,
   Metadata,
   type ServiceError,
@@ -19,6 +29,7 @@ import {
 import { decodeMessage, encodeMessage } from "./codec.js";
 import { grpcErrors } from "./errors.js";
 import { STATUS_DETAILS_KEY, statusMessages } from "./wire/status.js";
+import { writable } from "./wire/streams.js";
 
 /** TLS for `grpcs://` endpoints. Each value is a PEM file path or the PEM contents themselves. */
 export interface GrpcClientTlsOptions {
@@ -96,7 +107,7 @@ export function grpcClientTransport(options: GrpcClientOptions = {}): ClientTran
     insecure: credentials.createInsecure(),
     secure: secureCredentials(options.tls),
   };
-  return { kind: "grpc", channel: (url) => new GrpcChannel(url, settings) };
+  return { kind: "grpc", streaming: true, channel: (url) => new GrpcChannel(url, settings) };
 }
 
 interface Settings {
@@ -180,10 +191,102 @@ class GrpcChannel implements Channel {
     });
   }
 
+  stream(call: OutboundCall, input: unknown): Promise<unknown> {
+    const { method, signal, deadline } = call;
+    const started = Date.now();
+    if (signal.aborted) return Promise.reject(abortError(call, started));
+    if (deadline !== undefined && deadline <= started) return Promise.reject(deadlineError(started, deadline));
+    let client: Client;
+    try {
+      client = this.#open();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const metadata = outboundMetadata(call.metadata);
+    // What the input side failed with (a message that cannot be encoded, an iterable that throws): the
+    // call is cancelled, and that error, not CANCELLED, is what the caller sees.
+    let inputError: unknown;
+    const fail = (error: ServiceError): unknown =>
+      inputError ?? (signal.aborted ? abortError(call, started) : this.#failure(error, method.path, started, deadline));
+    const pump = (stream: ClientWritableStream<Buffer>) =>
+      sendAll(stream, method, input, signal).catch((error: unknown) => {
+        inputError = error;
+        stream.cancel();
+      });
+    if (method.stream === "client") {
+      return new Promise((resolve, reject) => {
+        const onAbort = () => stream.cancel();
+        const stream = client.makeClientStreamRequest<Buffer, Buffer>(
+          method.path,
+          identity,
+          identity,
+          metadata,
+          { deadline },
+          (error: ServiceError | null, reply?: Buffer) => {
+            signal.removeEventListener("abort", onAbort);
+            if (error !== null) reject(fail(error));
+            else resolve(this.#reply(method, reply ?? EMPTY));
+          },
+        );
+        signal.addEventListener("abort", onAbort, { once: true });
+        void pump(stream);
+      });
+    }
+    if (method.stream === "bidi") {
+      const stream = client.makeBidiStreamRequest<Buffer, Buffer>(method.path, identity, identity, metadata, {
+        deadline,
+      });
+      void pump(stream);
+      return Promise.resolve(this.#replies(stream, method, signal, fail));
+    }
+    let bytes: Buffer;
+    try {
+      bytes = encodeMessage(method.input, input, method.path);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const stream = client.makeServerStreamRequest<Buffer, Buffer>(method.path, identity, identity, bytes, metadata, {
+      deadline,
+    });
+    return Promise.resolve(this.#replies(stream, method, signal, fail));
+  }
+
   close(): void {
     this.#closed = true;
     this.#client?.close();
     this.#client = undefined;
+  }
+
+  /** The output messages of a server or bidi streaming call, as they arrive; leaving early cancels it. */
+  async *#replies(
+    stream: ClientReadableStream<Buffer>,
+    method: MethodDescriptor,
+    signal: AbortSignal,
+    fail: (error: ServiceError) => unknown,
+  ): AsyncGenerator<unknown> {
+    const onAbort = () => stream.cancel();
+    signal.addEventListener("abort", onAbort, { once: true });
+    let ended = false;
+    try {
+      try {
+        for await (const chunk of stream as AsyncIterable<Buffer>) yield this.#reply(method, chunk);
+      } catch (error) {
+        throw isServiceError(error) ? fail(error) : error;
+      }
+      ended = true;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      if (!ended) stream.cancel();
+    }
+  }
+
+  /** One output message off the wire, or GANTRY_ERR_BAD_RESPONSE. */
+  #reply(method: MethodDescriptor, bytes: Buffer): unknown {
+    try {
+      return readMessage(method.output, decodeMessage(method.output, bytes), { rules: false });
+    } catch (error) {
+      throw this.#badResponse(method.path, reasonOf(error), error);
+    }
   }
 
   #open(): Client {
@@ -360,4 +463,28 @@ function pem(what: string, value: string | Buffer | undefined): Buffer | null {
       { cause: error },
     );
   }
+}
+
+/**
+ * Writes every message of `input` (an AsyncIterable of input messages) to a client or bidi streaming
+ * call, waiting while the stream is full, then ends it. Stops when the call is given up.
+ */
+async function sendAll(
+  stream: ClientWritableStream<Buffer>,
+  method: MethodDescriptor,
+  input: unknown,
+  signal: AbortSignal,
+): Promise<void> {
+  if (typeof (input as AsyncIterable<unknown> | undefined)?.[Symbol.asyncIterator] !== "function") {
+    throw new TypeError(`${method.path} takes a stream of input messages: give an AsyncIterable`);
+  }
+  for await (const message of input as AsyncIterable<unknown>) {
+    if (signal.aborted) return;
+    if (!stream.write(encodeMessage(method.input, message, method.path))) await writable(stream, signal);
+  }
+  stream.end();
+}
+
+function isServiceError(error: unknown): error is ServiceError {
+  return error instanceof Error && typeof (error as { code?: unknown }).code === "number" && "metadata" in error;
 }

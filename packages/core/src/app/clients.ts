@@ -2,7 +2,6 @@ import { intercepted, type ResolvedPolicy, resolvePolicy, timeoutOf } from "../c
 import { ClientRuntime } from "../client/runtime.js";
 import type { ClientTransport } from "../client/types.js";
 import { currentCall } from "../context/call-context.js";
-import { GantryError } from "../errors/gantry-error.js";
 import { coreErrors } from "../errors/table.js";
 import type { Logger } from "../logger.js";
 import type { Constructor } from "../metadata.js";
@@ -86,14 +85,6 @@ export class AppClients {
         this.#options.direct(local, input, { ...options, timeoutMs, metadata: sent }),
       );
     }
-    if (method.stream !== "unary") {
-      return Promise.reject(
-        new GantryError(
-          "UNIMPLEMENTED",
-          `${method.path}: streaming calls to another process are not supported by clients yet`,
-        ),
-      );
-    }
     let runtime: ClientRuntime;
     try {
       runtime = this.#runtime(service, policy);
@@ -105,7 +96,10 @@ export class AppClients {
     const inbound = parent?.signal;
     const signal =
       own === undefined || own === inbound ? inbound : inbound === undefined ? own : AbortSignal.any([own, inbound]);
-    return runtime.call(method, input, { deadline: parent?.deadline, timeoutMs: options.timeoutMs, metadata, signal });
+    const runtimeOptions = { deadline: parent?.deadline, timeoutMs: options.timeoutMs, metadata, signal };
+    return method.stream === "unary"
+      ? runtime.call(method, input, runtimeOptions)
+      : runtime.stream(method, input, runtimeOptions);
   }
 
   #runtime(service: ServiceDescriptor, policy: ClientSpec["policy"]): ClientRuntime {

@@ -264,6 +264,78 @@ class Attempt extends Expiring implements OutboundCall, Cancellable {
   }
 }
 
+/**
+ * A streaming call in flight, as its channel sends it: its own signal (aborted by the caller's signal
+ * or close()), its client span, and its end, booked once.
+ */
+class OpenStream implements OutboundCall, Cancellable {
+  readonly method: MethodDescriptor;
+  readonly deadline: number | undefined;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly #controller = new AbortController();
+  readonly #call: CallState;
+  readonly #streams: Set<OpenStream>;
+  readonly #onEnd: (error: GantryError | undefined) => void;
+  readonly #span: Span | undefined;
+  #ended = false;
+
+  constructor(call: CallState, peer: Peer, streams: Set<OpenStream>, onEnd: (error: GantryError | undefined) => void) {
+    this.method = call.method;
+    this.deadline = call.deadline;
+    this.#call = call;
+    this.#streams = streams;
+    this.#onEnd = onEnd;
+    const traced = startClientSpan(call.method, call.metadata, call.attempt, {
+      transport: peer.transport?.kind ?? "",
+      instance: peer.instance.id,
+      url: peer.url,
+    });
+    this.#span = traced?.span;
+    this.metadata = traced?.metadata ?? call.metadata;
+    streams.add(this);
+    call.signal?.addEventListener("abort", this, { once: true });
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    this.stop("cancelled");
+  }
+
+  /** Cancels the call on the wire; the channel then fails it with the reason. */
+  stop(reason: Stop): void {
+    if (this.#ended) return;
+    this.#call.stopped = reason;
+    this.#controller.abort(stopError(reason, this.#call));
+  }
+
+  /** Books the end of the call, once: a GantryError for a failed one. */
+  end(error: GantryError | undefined): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#streams.delete(this);
+    this.#call.signal?.removeEventListener("abort", this);
+    if (this.#span !== undefined) endClientSpan(this.#span, error);
+    this.#onEnd(error);
+  }
+
+  /** The output messages; the call ends when they do, fail, or the reader leaves. */
+  async *replies(source: AsyncIterable<unknown>, final: (error: unknown) => GantryError): AsyncGenerator<unknown> {
+    let failure: GantryError | undefined;
+    try {
+      for await (const message of source) yield message;
+    } catch (error) {
+      failure = final(error);
+      throw failure;
+    } finally {
+      this.end(failure);
+    }
+  }
+}
+
 /** Where a runtime keeps its attempts in flight, so that close() can stop them. */
 interface Guards {
   readonly deadlines: DeadlineQueue;
@@ -510,6 +582,7 @@ export class ClientRuntime {
   readonly #guards: Guards = { deadlines: new DeadlineQueue(), undated: new Set(), callers: new CallerSignals() };
   /** Calls waiting before a retry. */
   readonly #sleeping = new Set<Backoff>();
+  readonly #streams = new Set<OpenStream>();
 
   #watch: Watch | undefined = undefined;
   #ready = false;
@@ -562,6 +635,74 @@ export class ClientRuntime {
     return intercepted(policy, method, input, options.metadata, send);
   }
 
+  /**
+   * Sends a streaming call of `method` (client, server or bidi streaming) to one instance that offers
+   * a transport with streams (gRPC). `input` is the input message, or for client and bidi streaming an
+   * AsyncIterable of them. Resolves with the output message (client streaming) or an AsyncIterable of
+   * output messages (server and bidi streaming), whose reading ends with the call's error, if any. A
+   * stream is not retried (it may have run in part); its deadline, the caller's signal and close() end
+   * it, and leaving the output early cancels it.
+   */
+  stream(method: MethodDescriptor, input: unknown, options: RuntimeCallOptions = NO_OPTIONS): Promise<unknown> {
+    const policy = this.#policy;
+    const send = (metadata: Readonly<Record<string, string>>) => this.#openStream(method, input, options, metadata);
+    if (policy.interceptors.length === 0 && policy.fallback === undefined) {
+      return send(options.metadata ?? EMPTY_METADATA);
+    }
+    return intercepted(policy, method, input, options.metadata, send);
+  }
+
+  async #openStream(
+    method: MethodDescriptor,
+    input: unknown,
+    options: RuntimeCallOptions,
+    metadata: Readonly<Record<string, string>>,
+  ): Promise<unknown> {
+    const timeoutMs = timeoutOf(this.#policy, method, options.timeoutMs);
+    const startedAt = Date.now();
+    let deadline = options.deadline;
+    if (timeoutMs !== undefined && (deadline === undefined || startedAt + timeoutMs < deadline)) {
+      deadline = startedAt + timeoutMs;
+    }
+    const call = new CallState(method, input, metadata, deadline, timeoutMs, options.signal, startedAt);
+    if (this.#closed) throw this.#final(call, stopError("closed", call), true);
+    if (call.signal?.aborted) throw this.#final(call, stopError("cancelled", call), true);
+    if (!this.#bulkhead.enter()) {
+      const error = coreErrors.create("GANTRY_ERR_BULKHEAD_FULL", {
+        service: this.service.fullName,
+        limit: this.#bulkhead.limit,
+      });
+      throw this.#final(call, error, true);
+    }
+    let peer: Peer;
+    try {
+      if (!this.#ready) await this.#firstSnapshot(call);
+      call.attempt = 1;
+      peer = this.#pickStreaming(call);
+    } catch (error) {
+      this.#bulkhead.leave();
+      throw error;
+    }
+    call.peer = peer;
+    peer.inFlight += 1;
+    const began = performance.now();
+    const opened = new OpenStream(call, peer, this.#streams, (error) => this.#streamEnded(call, peer, began, error));
+    let output: unknown;
+    try {
+      const channel = peer.channel ?? this.#open(peer, peer.transport as ClientTransport);
+      output = await (channel.stream as NonNullable<Channel["stream"]>).call(channel, opened, input);
+    } catch (error) {
+      const failure = this.#final(call, toGantryError(error), false);
+      opened.end(failure);
+      throw failure;
+    }
+    if (method.stream === "client") {
+      opened.end(undefined);
+      return output;
+    }
+    return opened.replies(output as AsyncIterable<unknown>, (error) => this.#final(call, toGantryError(error), false));
+  }
+
   /** Stops watching the registry, closes every channel, and fails calls in flight and calls to come. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -571,6 +712,7 @@ export class ClientRuntime {
     for (const attempt of this.#guards.deadlines.drain()) (attempt as Attempt).stop("closed");
     for (const attempt of this.#guards.undated) attempt.stop("closed");
     for (const backoff of this.#sleeping) backoff.end("closed");
+    for (const opened of this.#streams) opened.stop("closed");
     for (const waiter of this.#waiters) {
       waiter.call.stopped = "closed";
       waiter.fail(stopError("closed", waiter.call));
@@ -754,6 +896,32 @@ export class ClientRuntime {
       call.stopped = stopped;
       throw this.#final(call, stopError(stopped, call), true);
     }
+  }
+
+  /** An instance for a streaming call: among those reached over a transport with streams. */
+  #pickStreaming(call: CallState): Peer {
+    // The others are left out as the instances a call already failed on are for a retry.
+    call.failed = [...this.#peers.values()].filter((peer) => peer.transport?.streaming !== true);
+    const peer = this.#pick(call, performance.now());
+    call.failed = undefined;
+    if (peer.transport?.streaming !== true) {
+      const error = coreErrors.create("GANTRY_ERR_NO_INSTANCES", {
+        service: this.service.fullName,
+        why: ` (none is reached over a transport with streams, such as grpc, for ${call.method.name})`,
+      });
+      throw this.#final(call, error, true);
+    }
+    return peer;
+  }
+
+  /** Books a streaming call that ended: its instance's health, the bulkhead. */
+  #streamEnded(call: CallState, peer: Peer, began: number, error: GantryError | undefined): void {
+    peer.inFlight -= 1;
+    this.#bulkhead.leave();
+    const ended = performance.now();
+    // A stream's length says nothing of the instance's latency: only its failures are booked as such.
+    if (error === undefined) this.#succeeded(peer, ended);
+    else this.#failed(call, peer, error, began, ended);
   }
 
   #succeeded(peer: Peer, now: number): void {

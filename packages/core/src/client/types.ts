@@ -30,6 +30,15 @@ export interface Channel {
    * non-idempotent call may go elsewhere; DEADLINE_EXCEEDED / CANCELLED when `call.signal` aborts.
    */
   unary(call: OutboundCall, input: unknown): Promise<unknown>;
+  /**
+   * Sends a streaming call (client, server or bidi, as `call.method.stream` says), on channels of a
+   * transport with `streaming: true`. `input` is the input message, or for client and bidi streaming
+   * an AsyncIterable of them, read as the callee takes them. Resolves with the output message (client
+   * streaming) or with an AsyncIterable of output messages (server and bidi streaming) whose reading
+   * ends with the call's error, if it fails, as a GantryError; leaving it early cancels the call, as
+   * `call.signal` does.
+   */
+  stream?(call: OutboundCall, input: unknown): Promise<unknown>;
   close(): void;
 }
 
@@ -37,6 +46,8 @@ export interface Channel {
 export interface ClientTransport {
   /** `grpc`, `http`: the key of the endpoints it can call in a ServiceInstance. */
   readonly kind: string;
+  /** Its channels send streaming calls (`Channel.stream`). */
+  readonly streaming?: boolean;
   /** A channel to `url` (such as `grpc://10.0.0.5:50051`); nothing is opened until its first call. */
   channel(url: string): Channel;
 }
