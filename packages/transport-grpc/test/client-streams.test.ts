@@ -135,4 +135,30 @@ describe("a typed client's streaming calls over gRPC", () => {
     const error = await rejection(streams.sum(broken()));
     expect(error.status).toBe("INTERNAL");
   });
+
+  test("closing the caller's app ends a stream it is reading, and the callee's generator", async () => {
+    const closing = createApp({
+      name: "closing",
+      services: [],
+      clients: [StreamService],
+      clientTransports: [grpcClientTransport()],
+      discovery: discoveryOf({ resolver: fixedResolver([{ grpc: server.endpoints[0].url }]) }),
+      shutdown: { propagationDelayMs: 0 },
+      logger: { level: "silent" },
+    });
+    await closing.start({ env: {} });
+    const client = await closing.get(clientToken(StreamService));
+    const replies = await client.produce({ count: 100_000, size: 1, key: "close" }, { timeoutMs: 5000 });
+    const iterator = replies[Symbol.asyncIterator]();
+    await iterator.next();
+    const reading = (async () => {
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+        // what had arrived before the close
+      }
+    })();
+    await closing.close();
+    const error = await rejection(reading);
+    expect(error.code).toBe("GANTRY_ERR_SHUTTING_DOWN");
+    await until(() => streamProbe.finished.has("close"));
+  });
 });
