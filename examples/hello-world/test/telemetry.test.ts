@@ -139,6 +139,22 @@ describe("one trace across World and Hello, in two processes, at a real OTLP rec
     expect(server.status.code).toBe("unset");
   });
 
+  test("with Hello gone, World's own span is an error: UNAVAILABLE, HTTP 503", async () => {
+    expect(await hello.stop()).toBe(0);
+    const traceId = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let response = await greet(["Ada"], `00-${traceId}-00f067aa0ba902b7-01`);
+    // World may still hold Hello's record for a moment after it left: until it sees the removal its
+    // calls fail too, as UNAVAILABLE either way.
+    expect(response.status).toBe(503);
+    const [server] = await traceOf(traceId, 1);
+    expect(server.kind).toBe("server");
+    expect(server.attributes).toMatchObject({ "http.response.status_code": 503 });
+    expect(server.status.code).toBe("error");
+    expect(server.status.message).toMatch(/^UNAVAILABLE: /);
+    response = await fetch(`${world.http}/readyz`);
+    expect(response.status).toBe(200);
+  });
+
   test("/metrics on World's own HTTP port counts its calls and its client's attempts", async () => {
     const response = await fetch(`${world.http}/metrics`);
     expect(response.status).toBe(200);
