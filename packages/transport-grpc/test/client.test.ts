@@ -4,22 +4,17 @@ import { createServer, type Server as NetServer, type Socket, connect as tcpConn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { createApp, type GantryApp, GantryError, Status, type StatusName } from "@gantry/core";
 import {
-  type CallContext,
-  createApp,
-  describeService,
-  Field,
-  type GantryApp,
-  GantryError,
-  isGantryError,
-  Message,
-  Method,
-  type MethodDescriptor,
-  registerEnum,
-  Service,
-  Status,
-  type StatusName,
-} from "@gantry/core";
+  channelProbe,
+  failureOf,
+  Kitchen,
+  type MetaReply,
+  Mood,
+  ProbeService,
+  probeCall,
+  probeMethod,
+} from "@gantry/core/testing";
 import {
   Server,
   ServerCredentials,
@@ -29,189 +24,6 @@ import {
 } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from "vitest";
 import { encodeMessage, grpcClientTransport, grpcTransport } from "../src/index.js";
-
-// ------------------------------------------------------------------------------------------------
-// The service the client calls
-
-enum Mood {
-  MOOD_UNSPECIFIED = 0,
-  HAPPY = 1,
-  SAD = 2,
-}
-registerEnum(Mood, "Mood");
-
-@Message()
-class Inner {
-  @Field(1) name!: string;
-  @Field(2, { type: "int32" }) n!: number;
-}
-
-/** One field of every kind. */
-@Message()
-class Kitchen {
-  @Field(1) text!: string;
-  @Field(2, { type: "int32" }) i32!: number;
-  @Field(3, { type: "int64" }) i64!: bigint;
-  @Field(4, { type: "uint32" }) u32!: number;
-  @Field(5, { type: "uint64" }) u64!: bigint;
-  @Field(6, { type: "sint32" }) s32!: number;
-  @Field(7, { type: "sint64" }) s64!: bigint;
-  @Field(8, { type: "fixed32" }) fx32!: number;
-  @Field(9, { type: "fixed64" }) fx64!: bigint;
-  @Field(10, { type: "sfixed32" }) sfx32!: number;
-  @Field(11, { type: "sfixed64" }) sfx64!: bigint;
-  @Field(12, { type: "double" }) dbl!: number;
-  @Field(13, { type: "float" }) flt!: number;
-  @Field(14) flag!: boolean;
-  @Field(15) data!: Uint8Array;
-  @Field(16, { enum: Mood }) mood!: Mood;
-  @Field(17, { type: "timestamp" }) at!: Date;
-  @Field(18) inner!: Inner;
-  @Field(19, { type: "string", repeated: true }) tags!: string[];
-  @Field(20, { type: "int64", repeated: true }) ids!: bigint[];
-  @Field(21, { type: Inner, repeated: true }) items!: Inner[];
-  @Field(22, { map: { key: "string", value: "int64" } }) counts!: Record<string, bigint>;
-  @Field(23, { map: { key: "int32", value: Inner } }) byId!: Record<string, Inner>;
-  @Field(24, { optional: true }) maybe?: string;
-}
-
-@Message()
-class FailRequest {
-  @Field(1) status!: string;
-  @Field(2) code!: string;
-  @Field(3) message!: string;
-  @Field(4) retryable!: boolean;
-}
-
-@Message()
-class Checked {
-  @Field(1, { minLength: 2 }) name!: string;
-  @Field(2, { type: "int32", min: 0, max: 10 }) n!: number;
-}
-
-@Message()
-class SleepRequest {
-  @Field(1, { type: "int32" }) ms!: number;
-  @Field(2) key!: string;
-}
-
-@Message()
-class SleepReply {
-  @Field(1) aborted!: boolean;
-}
-
-@Message()
-class MetaReply {
-  @Field(1, { map: { key: "string", value: "string" } }) entries!: Record<string, string>;
-}
-
-@Message()
-class Nothing {}
-
-/** What the server's methods saw, by key. */
-interface Seen {
-  /** ms from the call's start to its deadline, as the server computed it from the wire. */
-  budgetMs: number | undefined;
-  abortedWith?: string;
-}
-const seen = new Map<string, Seen>();
-/** Resolved when a sleeping method with this key starts. */
-const started = new Map<string, () => void>();
-/** A sleeping method with a key in here waits for it instead of its `ms`. */
-const gates = new Map<string, Promise<void>>();
-
-/** Makes the sleeping method with this key wait until the returned function is called. */
-function gate(key: string): () => void {
-  let open: () => void = () => {};
-  gates.set(key, new Promise<void>((resolve) => (open = resolve)));
-  return () => open();
-}
-
-@Service({ package: "clienttest", version: "v1" })
-class ProbeService {
-  @Method({ output: Kitchen })
-  async echo(request: Kitchen): Promise<Kitchen> {
-    return request;
-  }
-
-  @Method({ output: Nothing })
-  async fail(request: FailRequest): Promise<Nothing> {
-    const violations =
-      request.status === "INVALID_ARGUMENT" ? [{ field: "items[2].name", description: "is too short" }] : undefined;
-    throw new GantryError(request.status as StatusName, request.message, {
-      code: request.code,
-      retryable: request.retryable,
-      violations,
-      details: { hint: "look left" },
-    });
-  }
-
-  @Method({ input: Nothing, output: Nothing })
-  async crash(): Promise<Nothing> {
-    throw new Error("database password is hunter2");
-  }
-
-  @Method({ output: Checked })
-  async check(request: Checked): Promise<Checked> {
-    return request;
-  }
-
-  @Method({ output: SleepReply })
-  async sleep(request: SleepRequest, call: CallContext): Promise<SleepReply> {
-    const record: Seen = { budgetMs: call.deadline === undefined ? undefined : call.deadline - call.startedAt };
-    seen.set(request.key, record);
-    started.get(request.key)?.();
-    await new Promise<void>((resolve) => {
-      const gated = gates.get(request.key);
-      const timer = gated === undefined ? setTimeout(resolve, request.ms) : undefined;
-      gated?.then(resolve);
-      call.signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        record.abortedWith = (call.signal.reason as GantryError).status;
-        resolve();
-      });
-    });
-    return { aborted: call.signal.aborted };
-  }
-
-  @Method({ input: Nothing, output: MetaReply })
-  async meta(_request: Nothing, call: CallContext): Promise<MetaReply> {
-    const entries: Record<string, string> = {};
-    for (const [key, values] of call.metadata.entries()) if (key.startsWith("x-")) entries[key] = values.join(",");
-    return { entries };
-  }
-}
-
-const methods = new Map(describeService(ProbeService).methods.map((m) => [m.name, m]));
-
-function method(name: string): MethodDescriptor {
-  return methods.get(name) as MethodDescriptor;
-}
-
-interface CallOptions {
-  timeoutMs?: number;
-  metadata?: Record<string, string>;
-  signal?: AbortSignal;
-}
-
-function outbound(name: string, options: CallOptions = {}) {
-  return {
-    method: method(name),
-    deadline: options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs,
-    metadata: options.metadata ?? {},
-    signal: options.signal ?? new AbortController().signal,
-  };
-}
-
-/** The rejection of a call, which must be a GantryError. */
-async function failure(promise: Promise<unknown>): Promise<GantryError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  if (!isGantryError(error)) throw new Error(`expected a GantryError, got ${String(error)}`);
-  return error;
-}
 
 // ------------------------------------------------------------------------------------------------
 // Real servers, and a TCP proxy that counts and can cut connections
@@ -345,14 +157,14 @@ describe("gRPC client against a Gantry server", () => {
       byId: { "7": { name: "seven", n: 7 } },
       maybe: "",
     };
-    const output = (await channel(url).unary(outbound("Echo"), input)) as Kitchen;
+    const output = (await channel(url).unary(probeCall("Echo"), input)) as Kitchen;
     expect(output).toEqual(input);
     expect(output).toBeInstanceOf(Kitchen);
     expect(typeof output.i64).toBe("bigint");
   });
 
   test("an empty message comes back with every default", async () => {
-    const output = await channel(url).unary(outbound("Echo"), {});
+    const output = await channel(url).unary(probeCall("Echo"), {});
     expect(output).toEqual({
       text: "",
       i32: 0,
@@ -382,8 +194,8 @@ describe("gRPC client against a Gantry server", () => {
     "%s arrives with its code, message and retryability",
     async (status) => {
       const retryable = Status[status] % 2 === 0;
-      const error = await failure(
-        channel(url).unary(outbound("Fail"), {
+      const error = await failureOf(
+        channel(url).unary(probeCall("Fail"), {
           status,
           code: `PROBE_${status}`,
           message: `it went ${status}`,
@@ -399,8 +211,8 @@ describe("gRPC client against a Gantry server", () => {
   );
 
   test("an UNAVAILABLE from the server that reads like a connect failure keeps its own code", async () => {
-    const error = await failure(
-      channel(url).unary(outbound("Fail"), {
+    const error = await failureOf(
+      channel(url).unary(probeCall("Fail"), {
         status: "UNAVAILABLE",
         code: "DB_DOWN",
         message: "No connection established to the database (connect ECONNREFUSED)",
@@ -411,62 +223,70 @@ describe("gRPC client against a Gantry server", () => {
   });
 
   test("the server's validation arrives as INVALID_ARGUMENT with every violation", async () => {
-    const error = await failure(channel(url).unary(outbound("Check"), { name: "a", n: 11 }));
+    const error = await failureOf(channel(url).unary(probeCall("Check"), { name: "a", n: 11 }));
     expect(error).toMatchObject({ status: "INVALID_ARGUMENT", code: "GANTRY_ERR_VALIDATION" });
     expect(error.violations.map((v) => v.field).sort()).toEqual(["n", "name"]);
   });
 
   test("a plain throw is INTERNAL, and nothing of its message leaks", async () => {
-    const error = await failure(channel(url).unary(outbound("Crash"), {}));
+    const error = await failureOf(channel(url).unary(probeCall("Crash"), {}));
     expect(error).toMatchObject({ status: "INTERNAL", code: "GANTRY_ERR_INTERNAL", retryable: false });
     expect(JSON.stringify({ message: error.message, details: error.details })).not.toContain("hunter2");
   });
 
   test("an unknown method is UNIMPLEMENTED", async () => {
-    const unknown = { ...method("Echo"), path: "/clienttest.v1.ProbeService/Nope" };
-    const error = await failure(channel(url).unary({ ...outbound("Echo"), method: unknown }, {}));
+    const unknown = { ...probeMethod("Echo"), path: "/clienttest.v1.ProbeService/Nope" };
+    const error = await failureOf(channel(url).unary({ ...probeCall("Echo"), method: unknown }, {}));
     expect(error.status).toBe("UNIMPLEMENTED");
   });
 
   test("the deadline goes on the wire: DEADLINE_EXCEEDED here, the method's signal aborted there", async () => {
     const key = "deadline";
     const begun = Date.now();
-    const error = await failure(channel(url).unary(outbound("Sleep", { timeoutMs: 300 }), { ms: 5000, key }));
+    const error = await failureOf(channel(url).unary(probeCall("Sleep", { timeoutMs: 300 }), { ms: 5000, key }));
     expect(error).toMatchObject({ status: "DEADLINE_EXCEEDED", code: "GANTRY_ERR_DEADLINE_EXCEEDED" });
     expect(Date.now() - begun).toBeLessThan(2000);
-    await vi.waitFor(() => expect(seen.get(key)?.abortedWith).toBeDefined(), { timeout: 2000, interval: 10 });
-    const budget = seen.get(key)?.budgetMs as number;
+    await vi.waitFor(() => expect(channelProbe.seen.get(key)?.abortedWith).toBeDefined(), {
+      timeout: 2000,
+      interval: 10,
+    });
+    const budget = channelProbe.seen.get(key)?.budgetMs as number;
     expect(budget).toBeGreaterThan(100);
     expect(budget).toBeLessThanOrEqual(300);
   });
 
   test("a deadline already past fails at once", async () => {
-    const call = { ...outbound("Echo"), deadline: Date.now() - 1 };
-    expect(await failure(channel(url).unary(call, {}))).toMatchObject({ status: "DEADLINE_EXCEEDED" });
+    const call = { ...probeCall("Echo"), deadline: Date.now() - 1 };
+    expect(await failureOf(channel(url).unary(call, {}))).toMatchObject({ status: "DEADLINE_EXCEEDED" });
   });
 
   test("aborting the signal cancels the call, on both sides", async () => {
     const key = "cancel";
     const controller = new AbortController();
-    const running = new Promise<void>((resolve) => started.set(key, resolve));
-    const call = failure(channel(url).unary(outbound("Sleep", { signal: controller.signal }), { ms: 5000, key }));
+    const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));
+    const call = failureOf(channel(url).unary(probeCall("Sleep", { signal: controller.signal }), { ms: 5000, key }));
     await running;
     controller.abort();
     expect(await call).toMatchObject({ status: "CANCELLED", code: "GANTRY_ERR_CANCELLED" });
-    await vi.waitFor(() => expect(seen.get(key)?.abortedWith).toBe("CANCELLED"), { timeout: 2000, interval: 10 });
+    await vi.waitFor(() => expect(channelProbe.seen.get(key)?.abortedWith).toBe("CANCELLED"), {
+      timeout: 2000,
+      interval: 10,
+    });
   });
 
   test("a signal aborted with a GantryError rejects with that error; an aborted signal sends nothing", async () => {
     const reason = new GantryError("UNAVAILABLE", "shutting down", { code: "CLIENT_CLOSING" });
-    expect(await failure(channel(url).unary(outbound("Echo", { signal: AbortSignal.abort(reason) }), {}))).toBe(reason);
-    const error = await failure(channel(url).unary(outbound("Echo", { signal: AbortSignal.abort() }), {}));
+    expect(await failureOf(channel(url).unary(probeCall("Echo", { signal: AbortSignal.abort(reason) }), {}))).toBe(
+      reason,
+    );
+    const error = await failureOf(channel(url).unary(probeCall("Echo", { signal: AbortSignal.abort() }), {}));
     expect(error).toMatchObject({ status: "CANCELLED", code: "GANTRY_ERR_CANCELLED" });
   });
 
   test("metadata arrives at the server; reserved and invalid keys are dropped", async () => {
     const trace = Buffer.from([1, 2, 3, 250]).toString("base64");
     const reply = (await channel(url).unary(
-      outbound("Meta", {
+      probeCall("Meta", {
         metadata: {
           "x-tenant": "acme",
           "X-Upper": "up",
@@ -485,13 +305,14 @@ describe("gRPC client against a Gantry server", () => {
       "x-upper": "up",
       "x-request-id": "req-42",
       "x-trace-bin": trace,
+      "user-agent": expect.stringMatching(/^grpc-node-js\//),
     });
   });
 
   test("an input that cannot be encoded fails with the encoder's error, before anything is opened", async () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
-      const error = await failure(channel(proxy.url).unary(outbound("Echo"), { i32: "many" }));
+      const error = await failureOf(channel(proxy.url).unary(probeCall("Echo"), { i32: "many" }));
       expect(error.code).toBe("GANTRY_ERR_BAD_OUTPUT");
       expect(error.details).toMatchObject({ field: "i32" });
       expect(proxy.connections).toBe(0);
@@ -506,9 +327,9 @@ describe("gRPC client against a Gantry server", () => {
       const reused = channel(proxy.url);
       await sleep(20);
       expect(proxy.connections).toBe(0);
-      for (let i = 0; i < 20; i++) await reused.unary(outbound("Echo"), { i32: i });
+      for (let i = 0; i < 20; i++) await reused.unary(probeCall("Echo"), { i32: i });
       const outputs = await Promise.all(
-        Array.from({ length: 50 }, (_, i) => reused.unary(outbound("Echo"), { i32: i })),
+        Array.from({ length: 50 }, (_, i) => reused.unary(probeCall("Echo"), { i32: i })),
       );
       expect(outputs.map((o) => (o as Kitchen).i32)).toEqual(Array.from({ length: 50 }, (_, i) => i));
       expect(proxy.connections).toBe(1);
@@ -521,11 +342,11 @@ describe("gRPC client against a Gantry server", () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
       const closing = transport.channel(proxy.url);
-      await closing.unary(outbound("Echo"), {});
+      await closing.unary(probeCall("Echo"), {});
       expect(proxy.open.size).toBe(1);
       closing.close();
       await vi.waitFor(() => expect(proxy.open.size).toBe(0), { timeout: 2000, interval: 10 });
-      const error = await failure(closing.unary(outbound("Echo"), {}));
+      const error = await failureOf(closing.unary(probeCall("Echo"), {}));
       expect(error).toMatchObject({ status: "UNAVAILABLE", code: "GANTRY_ERR_CONNECT" });
       expect(proxy.connections).toBe(1);
     } finally {
@@ -538,12 +359,12 @@ describe("gRPC client against a Gantry server", () => {
     try {
       const closing = transport.channel(proxy.url);
       const key = "close-in-flight";
-      const running = new Promise<void>((resolve) => started.set(key, resolve));
-      const release = gate(key);
-      const slow = closing.unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 0, key });
+      const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));
+      const release = channelProbe.gate(key);
+      const slow = closing.unary(probeCall("Sleep", { timeoutMs: 5000 }), { ms: 0, key });
       await running;
       closing.close();
-      expect(await failure(closing.unary(outbound("Echo"), {}))).toMatchObject({ code: "GANTRY_ERR_CONNECT" });
+      expect(await failureOf(closing.unary(probeCall("Echo"), {}))).toMatchObject({ code: "GANTRY_ERR_CONNECT" });
       expect(proxy.open.size).toBe(1);
       release();
       expect(await slow).toEqual({ aborted: false });
@@ -557,8 +378,8 @@ describe("gRPC client against a Gantry server", () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
       const key = "cut";
-      const running = new Promise<void>((resolve) => started.set(key, resolve));
-      const call = failure(channel(proxy.url).unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }));
+      const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));
+      const call = failureOf(channel(proxy.url).unary(probeCall("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }));
       await running;
       proxy.cut();
       const error = await call;
@@ -575,7 +396,7 @@ describe("gRPC client against a Gantry server", () => {
 describe("gRPC client against servers that fail", () => {
   test("connection refused is GANTRY_ERR_CONNECT, naming the target", async () => {
     const url = `grpc://127.0.0.1:${await freePort()}`;
-    const error = await failure(channel(url).unary(outbound("Echo", { timeoutMs: 5000 }), {}));
+    const error = await failureOf(channel(url).unary(probeCall("Echo", { timeoutMs: 5000 }), {}));
     expect(error).toMatchObject({ status: "UNAVAILABLE", code: "GANTRY_ERR_CONNECT", retryable: true });
     expect(error.message).toContain(url);
     expect(error.message).toContain("ECONNREFUSED");
@@ -585,7 +406,7 @@ describe("gRPC client against servers that fail", () => {
     ["an http:// URL", "http://127.0.0.1:1"],
     ["a string that is no URL", "127.0.0.1:50051"],
   ])("%s is GANTRY_ERR_CONNECT at the first call", async (_name, url) => {
-    const error = await failure(channel(url).unary(outbound("Echo"), {}));
+    const error = await failureOf(channel(url).unary(probeCall("Echo"), {}));
     expect(error).toMatchObject({ code: "GANTRY_ERR_CONNECT" });
   });
 
@@ -593,9 +414,9 @@ describe("gRPC client against servers that fail", () => {
     const app = await startApp();
     try {
       const key = "shutdown";
-      const running = new Promise<void>((resolve) => started.set(key, resolve));
-      const call = failure(
-        channel(app.endpoints[0].url).unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }),
+      const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));
+      const call = failureOf(
+        channel(app.endpoints[0].url).unary(probeCall("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }),
       );
       await running;
       await app.close();
@@ -625,7 +446,7 @@ describe("gRPC client against servers that fail", () => {
       server = new Server();
       const definition = {
         Echo: {
-          path: method("Echo").path,
+          path: probeMethod("Echo").path,
           requestStream: false,
           responseStream: false,
           requestSerialize: id,
@@ -650,24 +471,24 @@ describe("gRPC client against servers that fail", () => {
       ["a length past the end", [0x0a, 0x09, 0x61]],
     ])("a reply that is not the message (%s) is GANTRY_ERR_BAD_RESPONSE", async (_name, bytes) => {
       const url = await raw((_call, callback) => callback(null, Buffer.from(bytes)));
-      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      const error = await failureOf(channel(url).unary(probeCall("Echo"), {}));
       expect(error).toMatchObject({ status: "INTERNAL", code: "GANTRY_ERR_BAD_RESPONSE" });
       expect(error.message).toContain(url);
       expect(error.message).toContain("/clienttest.v1.ProbeService/Echo");
     });
 
     test("a reply over the receive limit is GANTRY_ERR_BAD_RESPONSE", async () => {
-      const big = encodeMessage(method("Echo").output, { text: "x".repeat(4096) });
+      const big = encodeMessage(probeMethod("Echo").output, { text: "x".repeat(4096) });
       const url = await raw((_call, callback) => callback(null, big));
       const small = grpcClientTransport({ maxReceiveMessageSize: 1024 });
-      const error = await failure(channel(url, small).unary(outbound("Echo"), {}));
+      const error = await failureOf(channel(url, small).unary(probeCall("Echo"), {}));
       expect(error).toMatchObject({ code: "GANTRY_ERR_BAD_RESPONSE" });
       expect(error.message).toMatch(/larger than/);
     });
 
     test("a status without Gantry's details keeps the status, with its name as the code", async () => {
       const url = await raw((_call, callback) => callback({ code: Status.NOT_FOUND, details: "no such thing" }));
-      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      const error = await failureOf(channel(url).unary(probeCall("Echo"), {}));
       expect(error).toMatchObject({
         status: "NOT_FOUND",
         code: "NOT_FOUND",
@@ -680,7 +501,7 @@ describe("gRPC client against servers that fail", () => {
       let begin: () => void = () => {};
       const running = new Promise<void>((resolve) => (begin = resolve));
       const url = await raw(() => begin());
-      const call = failure(channel(url).unary(outbound("Echo", { timeoutMs: 5000 }), {}));
+      const call = failureOf(channel(url).unary(probeCall("Echo", { timeoutMs: 5000 }), {}));
       await running;
       server?.forceShutdown();
       const error = await call;
@@ -767,7 +588,7 @@ describe("gRPC client over TLS", () => {
       const withFiles = grpcClientTransport({
         tls: { ca: file("ca.pem"), cert: file("client.pem"), key: file("client.key") },
       });
-      expect(await channel(url, withFiles).unary(outbound("Echo"), { text: "secure" })).toMatchObject({
+      expect(await channel(url, withFiles).unary(probeCall("Echo"), { text: "secure" })).toMatchObject({
         text: "secure",
       });
       const withBuffers = grpcClientTransport({
@@ -777,12 +598,12 @@ describe("gRPC client over TLS", () => {
           key: readFileSync(file("client.key")),
         },
       });
-      expect(await channel(url, withBuffers).unary(outbound("Echo"), { i32: 3 })).toMatchObject({ i32: 3 });
+      expect(await channel(url, withBuffers).unary(probeCall("Echo"), { i32: 3 })).toMatchObject({ i32: 3 });
       // A certificate the server does not trust: the handshake fails, the call never left.
       const stranger = grpcClientTransport({
         tls: { ca: file("ca.pem"), cert: file("other.pem"), key: file("other.key") },
       });
-      const error = await failure(channel(url, stranger).unary(outbound("Echo", { timeoutMs: 5000 }), {}));
+      const error = await failureOf(channel(url, stranger).unary(probeCall("Echo", { timeoutMs: 5000 }), {}));
       expect(error).toMatchObject({ code: "GANTRY_ERR_CONNECT" });
     } finally {
       await app.close();

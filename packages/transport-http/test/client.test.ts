@@ -1,211 +1,33 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer, type Server as NetServer, type Socket, connect as tcpConnect } from "node:net";
 import {
-  type CallContext,
   createApp,
-  describeService,
+  Empty,
   Field,
   type GantryApp,
   GantryError,
   InjectClient,
-  isGantryError,
   Message,
   Method,
-  type MethodDescriptor,
-  registerEnum,
   Service,
   type ServiceClient,
   Status,
   type StatusName,
 } from "@gantry/core";
-import { discoveryOf, fixedResolver } from "@gantry/core/testing";
+import {
+  channelProbe,
+  discoveryOf,
+  failureOf,
+  fixedResolver,
+  Kitchen,
+  type MetaReply,
+  Mood,
+  ProbeService,
+  probeCall,
+  probeMethod,
+} from "@gantry/core/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from "vitest";
 import { httpClientTransport, httpTransport } from "../src/index.js";
-
-// ------------------------------------------------------------------------------------------------
-// The service the client calls
-
-enum Mood {
-  MOOD_UNSPECIFIED = 0,
-  HAPPY = 1,
-  SAD = 2,
-}
-registerEnum(Mood, "Mood");
-
-@Message()
-class Inner {
-  @Field(1) name!: string;
-  @Field(2, { type: "int32" }) n!: number;
-}
-
-/** One field of every kind. */
-@Message()
-class Kitchen {
-  @Field(1) text!: string;
-  @Field(2, { type: "int32" }) i32!: number;
-  @Field(3, { type: "int64" }) i64!: bigint;
-  @Field(4, { type: "uint32" }) u32!: number;
-  @Field(5, { type: "uint64" }) u64!: bigint;
-  @Field(6, { type: "sint32" }) s32!: number;
-  @Field(7, { type: "sint64" }) s64!: bigint;
-  @Field(8, { type: "fixed32" }) fx32!: number;
-  @Field(9, { type: "fixed64" }) fx64!: bigint;
-  @Field(10, { type: "sfixed32" }) sfx32!: number;
-  @Field(11, { type: "sfixed64" }) sfx64!: bigint;
-  @Field(12, { type: "double" }) dbl!: number;
-  @Field(13, { type: "float" }) flt!: number;
-  @Field(14) flag!: boolean;
-  @Field(15) data!: Uint8Array;
-  @Field(16, { enum: Mood }) mood!: Mood;
-  @Field(17, { type: "timestamp" }) at!: Date;
-  @Field(18) inner!: Inner;
-  @Field(19, { type: "string", repeated: true }) tags!: string[];
-  @Field(20, { type: "int64", repeated: true }) ids!: bigint[];
-  @Field(21, { type: Inner, repeated: true }) items!: Inner[];
-  @Field(22, { map: { key: "string", value: "int64" } }) counts!: Record<string, bigint>;
-  @Field(23, { map: { key: "int32", value: Inner } }) byId!: Record<string, Inner>;
-  @Field(24, { optional: true }) maybe?: string;
-}
-
-@Message()
-class FailRequest {
-  @Field(1) status!: string;
-  @Field(2) code!: string;
-  @Field(3) message!: string;
-  @Field(4) retryable!: boolean;
-}
-
-@Message()
-class Checked {
-  @Field(1, { minLength: 2 }) name!: string;
-  @Field(2, { type: "int32", min: 0, max: 10 }) n!: number;
-}
-
-@Message()
-class SleepRequest {
-  @Field(1, { type: "int32" }) ms!: number;
-  @Field(2) key!: string;
-}
-
-@Message()
-class SleepReply {
-  @Field(1) aborted!: boolean;
-}
-
-@Message()
-class MetaReply {
-  @Field(1, { map: { key: "string", value: "string" } }) entries!: Record<string, string>;
-}
-
-@Message()
-class Nothing {}
-
-/** What the server's methods saw, by key. */
-interface Seen {
-  /** ms from the call's start to its deadline, as the server computed it from the wire. */
-  budgetMs: number | undefined;
-  abortedWith?: string;
-}
-const seen = new Map<string, Seen>();
-/** Resolved when a sleeping method with this key starts. */
-const started = new Map<string, () => void>();
-/** A sleeping method with a key in here waits for it instead of its `ms`. */
-const gates = new Map<string, Promise<void>>();
-
-/** Makes the sleeping method with this key wait until the returned function is called. */
-function gate(key: string): () => void {
-  let open: () => void = () => {};
-  gates.set(key, new Promise<void>((resolve) => (open = resolve)));
-  return () => open();
-}
-
-@Service({ package: "clienttest", version: "v1" })
-class ProbeService {
-  @Method({ output: Kitchen })
-  async echo(request: Kitchen): Promise<Kitchen> {
-    return request;
-  }
-
-  @Method({ output: Nothing })
-  async fail(request: FailRequest): Promise<Nothing> {
-    const violations =
-      request.status === "INVALID_ARGUMENT" ? [{ field: "items[2].name", description: "is too short" }] : undefined;
-    throw new GantryError(request.status as StatusName, request.message, {
-      code: request.code,
-      retryable: request.retryable,
-      violations,
-      details: { hint: "look left", limit: 5 },
-    });
-  }
-
-  @Method({ input: Nothing, output: Nothing })
-  async crash(): Promise<Nothing> {
-    throw new Error("database password is hunter2");
-  }
-
-  @Method({ output: Checked })
-  async check(request: Checked): Promise<Checked> {
-    return request;
-  }
-
-  @Method({ output: SleepReply })
-  async sleep(request: SleepRequest, call: CallContext): Promise<SleepReply> {
-    const record: Seen = { budgetMs: call.deadline === undefined ? undefined : call.deadline - call.startedAt };
-    seen.set(request.key, record);
-    started.get(request.key)?.();
-    await new Promise<void>((resolve) => {
-      const gated = gates.get(request.key);
-      const timer = gated === undefined ? setTimeout(resolve, request.ms) : undefined;
-      gated?.then(resolve);
-      call.signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        record.abortedWith = (call.signal.reason as GantryError).status;
-        resolve();
-      });
-    });
-    return { aborted: call.signal.aborted };
-  }
-
-  @Method({ input: Nothing, output: MetaReply })
-  async meta(_request: Nothing, call: CallContext): Promise<MetaReply> {
-    const entries: Record<string, string> = {};
-    for (const [key, values] of call.metadata.entries()) {
-      if (key.startsWith("x-") || key === "content-type" || key === "accept") entries[key] = values.join(",");
-    }
-    return { entries };
-  }
-}
-
-const methods = new Map(describeService(ProbeService).methods.map((m) => [m.name, m]));
-
-function method(name: string): MethodDescriptor {
-  return methods.get(name) as MethodDescriptor;
-}
-
-interface CallOptions {
-  timeoutMs?: number;
-  metadata?: Record<string, string>;
-  signal?: AbortSignal;
-}
-
-function outbound(name: string, options: CallOptions = {}) {
-  return {
-    method: method(name),
-    deadline: options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs,
-    metadata: options.metadata ?? {},
-    signal: options.signal ?? new AbortController().signal,
-  };
-}
-
-/** The rejection of a call, which must be a GantryError. */
-async function failure(promise: Promise<unknown>): Promise<GantryError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  if (!isGantryError(error)) throw new Error(`expected a GantryError, got ${String(error)}`);
-  return error;
-}
 
 // ------------------------------------------------------------------------------------------------
 // Real servers, and a TCP proxy that counts and can cut connections
@@ -339,14 +161,14 @@ describe("HTTP client against a Gantry server", () => {
       byId: { "7": { name: "seven", n: 7 } },
       maybe: "",
     };
-    const output = (await channel(url).unary(outbound("Echo"), input)) as Kitchen;
+    const output = (await channel(url).unary(probeCall("Echo"), input)) as Kitchen;
     expect(output).toEqual(input);
     expect(output).toBeInstanceOf(Kitchen);
     expect(typeof output.i64).toBe("bigint");
   });
 
   test("an empty message comes back with every default", async () => {
-    const output = await channel(url).unary(outbound("Echo"), {});
+    const output = await channel(url).unary(probeCall("Echo"), {});
     expect(output).toEqual({
       text: "",
       i32: 0,
@@ -376,8 +198,8 @@ describe("HTTP client against a Gantry server", () => {
     "%s arrives with its code, message, retryability, violations and details",
     async (status) => {
       const retryable = Status[status] % 2 === 0;
-      const error = await failure(
-        channel(url).unary(outbound("Fail"), {
+      const error = await failureOf(
+        channel(url).unary(probeCall("Fail"), {
           status,
           code: `PROBE_${status}`,
           message: `it went ${status}`,
@@ -396,13 +218,13 @@ describe("HTTP client against a Gantry server", () => {
   );
 
   test("the server's validation arrives as INVALID_ARGUMENT with every violation", async () => {
-    const error = await failure(channel(url).unary(outbound("Check"), { name: "a", n: 11 }));
+    const error = await failureOf(channel(url).unary(probeCall("Check"), { name: "a", n: 11 }));
     expect(error).toMatchObject({ status: "INVALID_ARGUMENT", code: "GANTRY_ERR_VALIDATION", httpStatus: 400 });
     expect(error.violations.map((v) => v.field).sort()).toEqual(["n", "name"]);
   });
 
   test("a transport error keeps its own HTTP status (413 for a body over the server's limit)", async () => {
-    const error = await failure(channel(url).unary(outbound("Echo"), { text: "x".repeat(70 * 1024) }));
+    const error = await failureOf(channel(url).unary(probeCall("Echo"), { text: "x".repeat(70 * 1024) }));
     expect(error).toMatchObject({
       status: "RESOURCE_EXHAUSTED",
       code: "GANTRY_ERR_BODY_TOO_LARGE",
@@ -411,55 +233,63 @@ describe("HTTP client against a Gantry server", () => {
   });
 
   test("a plain throw is INTERNAL, and nothing of its message leaks", async () => {
-    const error = await failure(channel(url).unary(outbound("Crash"), {}));
+    const error = await failureOf(channel(url).unary(probeCall("Crash"), {}));
     expect(error).toMatchObject({ status: "INTERNAL", code: "GANTRY_ERR_INTERNAL", retryable: false });
     expect(JSON.stringify({ message: error.message, details: error.details })).not.toContain("hunter2");
   });
 
   test("an unknown method is UNIMPLEMENTED", async () => {
-    const unknown = { ...method("Echo"), path: "/clienttest.v1.ProbeService/Nope" };
-    const error = await failure(channel(url).unary({ ...outbound("Echo"), method: unknown }, {}));
+    const unknown = { ...probeMethod("Echo"), path: "/clienttest.v1.ProbeService/Nope" };
+    const error = await failureOf(channel(url).unary({ ...probeCall("Echo"), method: unknown }, {}));
     expect(error).toMatchObject({ status: "UNIMPLEMENTED", code: "GANTRY_ERR_ROUTE_NOT_FOUND" });
   });
 
   test("the deadline goes on the wire: DEADLINE_EXCEEDED here, the method's signal aborted there", async () => {
     const key = "deadline";
     const begun = Date.now();
-    const error = await failure(channel(url).unary(outbound("Sleep", { timeoutMs: 300 }), { ms: 5000, key }));
+    const error = await failureOf(channel(url).unary(probeCall("Sleep", { timeoutMs: 300 }), { ms: 5000, key }));
     expect(error).toMatchObject({ status: "DEADLINE_EXCEEDED", code: "GANTRY_ERR_DEADLINE_EXCEEDED" });
     expect(Date.now() - begun).toBeLessThan(2000);
-    await vi.waitFor(() => expect(seen.get(key)?.abortedWith).toBeDefined(), { timeout: 2000, interval: 10 });
-    const budget = seen.get(key)?.budgetMs as number;
+    await vi.waitFor(() => expect(channelProbe.seen.get(key)?.abortedWith).toBeDefined(), {
+      timeout: 2000,
+      interval: 10,
+    });
+    const budget = channelProbe.seen.get(key)?.budgetMs as number;
     expect(budget).toBeGreaterThan(100);
     expect(budget).toBeLessThanOrEqual(300);
   });
 
   test("a deadline already past fails at once", async () => {
-    const call = { ...outbound("Echo"), deadline: Date.now() - 1 };
-    expect(await failure(channel(url).unary(call, {}))).toMatchObject({ status: "DEADLINE_EXCEEDED" });
+    const call = { ...probeCall("Echo"), deadline: Date.now() - 1 };
+    expect(await failureOf(channel(url).unary(call, {}))).toMatchObject({ status: "DEADLINE_EXCEEDED" });
   });
 
   test("aborting the signal cancels the call, on both sides", async () => {
     const key = "cancel";
     const controller = new AbortController();
-    const running = new Promise<void>((resolve) => started.set(key, resolve));
-    const call = failure(channel(url).unary(outbound("Sleep", { signal: controller.signal }), { ms: 5000, key }));
+    const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));
+    const call = failureOf(channel(url).unary(probeCall("Sleep", { signal: controller.signal }), { ms: 5000, key }));
     await running;
     controller.abort();
     expect(await call).toMatchObject({ status: "CANCELLED", code: "GANTRY_ERR_CANCELLED" });
-    await vi.waitFor(() => expect(seen.get(key)?.abortedWith).toBe("CANCELLED"), { timeout: 2000, interval: 10 });
+    await vi.waitFor(() => expect(channelProbe.seen.get(key)?.abortedWith).toBe("CANCELLED"), {
+      timeout: 2000,
+      interval: 10,
+    });
   });
 
   test("a signal aborted with a GantryError rejects with that error; an aborted signal sends nothing", async () => {
     const reason = new GantryError("UNAVAILABLE", "shutting down", { code: "CLIENT_CLOSING" });
-    expect(await failure(channel(url).unary(outbound("Echo", { signal: AbortSignal.abort(reason) }), {}))).toBe(reason);
-    const error = await failure(channel(url).unary(outbound("Echo", { signal: AbortSignal.abort() }), {}));
+    expect(await failureOf(channel(url).unary(probeCall("Echo", { signal: AbortSignal.abort(reason) }), {}))).toBe(
+      reason,
+    );
+    const error = await failureOf(channel(url).unary(probeCall("Echo", { signal: AbortSignal.abort() }), {}));
     expect(error).toMatchObject({ status: "CANCELLED", code: "GANTRY_ERR_CANCELLED" });
   });
 
   test("metadata arrives at the server as headers; reserved and invalid ones are dropped", async () => {
     const reply = (await channel(url).unary(
-      outbound("Meta", {
+      probeCall("Meta", {
         metadata: {
           "x-tenant": "acme",
           "X-Upper": "up",
@@ -480,13 +310,16 @@ describe("HTTP client against a Gantry server", () => {
       "x-request-id": "req-42",
       "content-type": "application/json",
       accept: "application/json",
+      host: new URL(url).host,
+      connection: "keep-alive",
+      "content-length": "2",
     });
   });
 
   test("an input that cannot be encoded fails with the encoder's error, before anything is opened", async () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
-      const error = await failure(channel(proxy.url).unary(outbound("Echo"), { i32: "many" }));
+      const error = await failureOf(channel(proxy.url).unary(probeCall("Echo"), { i32: "many" }));
       expect(error.code).toBe("GANTRY_ERR_BAD_OUTPUT");
       expect(error.details).toMatchObject({ field: "i32" });
       expect(proxy.connections).toBe(0);
@@ -500,16 +333,16 @@ describe("HTTP client against a Gantry server", () => {
     try {
       const reused = channel(proxy.url);
       expect(proxy.connections).toBe(0);
-      for (let i = 0; i < 20; i++) expect(await reused.unary(outbound("Echo"), { i32: i })).toMatchObject({ i32: i });
+      for (let i = 0; i < 20; i++) expect(await reused.unary(probeCall("Echo"), { i32: i })).toMatchObject({ i32: i });
       expect(proxy.connections).toBe(1);
       // HTTP/1.1 carries one call at a time per connection: concurrent calls open more, up to maxSockets.
       const outputs = await Promise.all(
-        Array.from({ length: 10 }, (_, i) => reused.unary(outbound("Echo"), { i32: i })),
+        Array.from({ length: 10 }, (_, i) => reused.unary(probeCall("Echo"), { i32: i })),
       );
       expect(outputs.map((o) => (o as Kitchen).i32)).toEqual(Array.from({ length: 10 }, (_, i) => i));
       expect(proxy.connections).toBeLessThanOrEqual(10);
       const before = proxy.connections;
-      for (let i = 0; i < 10; i++) await reused.unary(outbound("Echo"), { i32: i });
+      for (let i = 0; i < 10; i++) await reused.unary(probeCall("Echo"), { i32: i });
       expect(proxy.connections).toBe(before);
     } finally {
       await proxy.close();
@@ -520,7 +353,7 @@ describe("HTTP client against a Gantry server", () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
       const narrow = channel(proxy.url, httpClientTransport({ maxSockets: 2 }));
-      await Promise.all(Array.from({ length: 20 }, (_, i) => narrow.unary(outbound("Echo"), { i32: i })));
+      await Promise.all(Array.from({ length: 20 }, (_, i) => narrow.unary(probeCall("Echo"), { i32: i })));
       expect(proxy.connections).toBe(2);
     } finally {
       await proxy.close();
@@ -532,15 +365,15 @@ describe("HTTP client against a Gantry server", () => {
     try {
       const single = channel(proxy.url, httpClientTransport({ maxSockets: 1 }));
       const key = "queue-holder";
-      const running = new Promise<void>((resolve) => started.set(key, resolve));
-      const release = gate(key);
-      const holder = single.unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 0, key });
+      const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));
+      const release = channelProbe.gate(key);
+      const holder = single.unary(probeCall("Sleep", { timeoutMs: 5000 }), { ms: 0, key });
       await running;
       const controller = new AbortController();
-      const queued = failure(single.unary(outbound("Echo", { signal: controller.signal }), { i32: 1 }));
+      const queued = failureOf(single.unary(probeCall("Echo", { signal: controller.signal }), { i32: 1 }));
       controller.abort();
       expect(await queued).toMatchObject({ status: "CANCELLED" });
-      const waiting = single.unary(outbound("Echo", { timeoutMs: 5000 }), { i32: 2 });
+      const waiting = single.unary(probeCall("Echo", { timeoutMs: 5000 }), { i32: 2 });
       release();
       expect(await holder).toEqual({ aborted: false });
       expect(await waiting).toMatchObject({ i32: 2 });
@@ -554,11 +387,11 @@ describe("HTTP client against a Gantry server", () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
       const closing = transport.channel(proxy.url);
-      await Promise.all(Array.from({ length: 3 }, () => closing.unary(outbound("Echo"), {})));
+      await Promise.all(Array.from({ length: 3 }, () => closing.unary(probeCall("Echo"), {})));
       expect(proxy.open.size).toBeGreaterThan(0);
       closing.close();
       await vi.waitFor(() => expect(proxy.open.size).toBe(0), { timeout: 2000, interval: 10 });
-      const error = await failure(closing.unary(outbound("Echo"), {}));
+      const error = await failureOf(closing.unary(probeCall("Echo"), {}));
       expect(error).toMatchObject({ status: "UNAVAILABLE", code: "GANTRY_ERR_CONNECT" });
     } finally {
       await proxy.close();
@@ -569,13 +402,13 @@ describe("HTTP client against a Gantry server", () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
       const closing = transport.channel(proxy.url);
-      await closing.unary(outbound("Echo"), {});
+      await closing.unary(probeCall("Echo"), {});
       const key = "close-in-flight";
-      const running = new Promise<void>((resolve) => started.set(key, resolve));
-      const release = gate(key);
-      const slow = closing.unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 0, key });
+      const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));
+      const release = channelProbe.gate(key);
+      const slow = closing.unary(probeCall("Sleep", { timeoutMs: 5000 }), { ms: 0, key });
       await running;
-      await closing.unary(outbound("Echo"), {});
+      await closing.unary(probeCall("Echo"), {});
       expect(proxy.open.size).toBe(2);
       closing.close();
       await vi.waitFor(() => expect(proxy.open.size).toBe(1), { timeout: 2000, interval: 10 });
@@ -592,8 +425,8 @@ describe("HTTP client against a Gantry server", () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
       const key = "cut";
-      const running = new Promise<void>((resolve) => started.set(key, resolve));
-      const call = failure(channel(proxy.url).unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }));
+      const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));
+      const call = failureOf(channel(proxy.url).unary(probeCall("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }));
       await running;
       proxy.cut();
       const error = await call;
@@ -608,7 +441,7 @@ describe("HTTP client against a Gantry server", () => {
 describe("HTTP client against servers that fail", () => {
   test("connection refused is GANTRY_ERR_CONNECT, naming the target", async () => {
     const url = `http://127.0.0.1:${await freePort()}`;
-    const error = await failure(channel(url).unary(outbound("Echo", { timeoutMs: 5000 }), {}));
+    const error = await failureOf(channel(url).unary(probeCall("Echo", { timeoutMs: 5000 }), {}));
     expect(error).toMatchObject({ status: "UNAVAILABLE", code: "GANTRY_ERR_CONNECT", retryable: true });
     expect(error.message).toContain(url);
     expect(error.message).toContain("ECONNREFUSED");
@@ -619,7 +452,7 @@ describe("HTTP client against servers that fail", () => {
     ["an https:// URL", "https://127.0.0.1:1"],
     ["a string that is no URL", "127.0.0.1:8080"],
   ])("%s is GANTRY_ERR_CONNECT at the first call", async (_name, url) => {
-    const error = await failure(channel(url).unary(outbound("Echo"), {}));
+    const error = await failureOf(channel(url).unary(probeCall("Echo"), {}));
     expect(error).toMatchObject({ code: "GANTRY_ERR_CONNECT" });
   });
 
@@ -627,9 +460,9 @@ describe("HTTP client against servers that fail", () => {
     const app = await startApp();
     try {
       const key = "shutdown";
-      const running = new Promise<void>((resolve) => started.set(key, resolve));
-      const call = failure(
-        channel(app.endpoints[0].url).unary(outbound("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }),
+      const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));
+      const call = failureOf(
+        channel(app.endpoints[0].url).unary(probeCall("Sleep", { timeoutMs: 5000 }), { ms: 5000, key }),
       );
       await running;
       await app.close();
@@ -677,7 +510,7 @@ describe("HTTP client against servers that fail", () => {
         request = { method: req.method, url: req.url, headers: req.headers, body };
         reply(200, "{}")(req, res);
       };
-      await channel(`${url}/gateway/`).unary(outbound("Echo", { timeoutMs: 5000, metadata: { "x-tenant": "t1" } }), {
+      await channel(`${url}/gateway/`).unary(probeCall("Echo", { timeoutMs: 5000, metadata: { "x-tenant": "t1" } }), {
         i64: 2n ** 60n,
         data: new Uint8Array([255]),
         mood: Mood.HAPPY,
@@ -701,7 +534,7 @@ describe("HTTP client against servers that fail", () => {
         timeout = req.headers["grpc-timeout"];
         reply(200, "{}")(req, res);
       };
-      await channel(url).unary(outbound("Echo"), {});
+      await channel(url).unary(probeCall("Echo"), {});
       expect(timeout).toBeUndefined();
     });
 
@@ -714,7 +547,7 @@ describe("HTTP client against servers that fail", () => {
       ["an unknown enum name", '{"mood": "FURIOUS"}'],
     ])("a 200 with %s is GANTRY_ERR_BAD_RESPONSE", async (_name, body) => {
       handle = reply(200, body);
-      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      const error = await failureOf(channel(url).unary(probeCall("Echo"), {}));
       expect(error).toMatchObject({ status: "INTERNAL", code: "GANTRY_ERR_BAD_RESPONSE" });
       expect(error.message).toContain(url);
       expect(error.message).toContain("/clienttest.v1.ProbeService/Echo");
@@ -722,14 +555,14 @@ describe("HTTP client against servers that fail", () => {
 
     test("unknown fields in a reply are ignored (rolling upgrades)", async () => {
       handle = reply(200, '{"text": "hi", "addedLater": 7}');
-      expect(await channel(url).unary(outbound("Echo"), {})).toMatchObject({ text: "hi" });
+      expect(await channel(url).unary(probeCall("Echo"), {})).toMatchObject({ text: "hi" });
     });
 
     test("a reply over the size limit is GANTRY_ERR_BAD_RESPONSE, with or without Content-Length", async () => {
       const small = httpClientTransport({ maxResponseBytes: 1024 });
       const big = JSON.stringify({ text: "x".repeat(2048) });
       handle = reply(200, big);
-      const declared = await failure(channel(url, small).unary(outbound("Echo"), {}));
+      const declared = await failureOf(channel(url, small).unary(probeCall("Echo"), {}));
       expect(declared).toMatchObject({ code: "GANTRY_ERR_BAD_RESPONSE" });
       expect(declared.message).toContain("larger than 1024 bytes");
       handle = (_req, res) => {
@@ -737,7 +570,7 @@ describe("HTTP client against servers that fail", () => {
         res.write(big.slice(0, 1000));
         setTimeout(() => res.end(big.slice(1000)), 5);
       };
-      const chunked = await failure(channel(url, small).unary(outbound("Echo"), {}));
+      const chunked = await failureOf(channel(url, small).unary(probeCall("Echo"), {}));
       expect(chunked).toMatchObject({ code: "GANTRY_ERR_BAD_RESPONSE" });
       expect(chunked.message).toContain("larger than 1024 bytes");
     });
@@ -759,14 +592,14 @@ describe("HTTP client against servers that fail", () => {
       [504, "DEADLINE_EXCEEDED"],
     ])("a bare %i is %s", async (httpStatus, status) => {
       handle = reply(httpStatus, "<html>oops</html>", "text/html");
-      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      const error = await failureOf(channel(url).unary(probeCall("Echo"), {}));
       expect(error).toMatchObject({ status, code: status, httpStatus });
       expect(error.message).toBe(`${url} answered HTTP ${httpStatus}`);
     });
 
     test("a problem+json without Gantry's members takes its status from HTTP and its message from detail", async () => {
       handle = reply(403, JSON.stringify({ title: "Forbidden", detail: "no entry" }), "application/problem+json");
-      expect(await failure(channel(url).unary(outbound("Echo"), {}))).toMatchObject({
+      expect(await failureOf(channel(url).unary(probeCall("Echo"), {}))).toMatchObject({
         status: "PERMISSION_DENIED",
         code: "PERMISSION_DENIED",
         message: "no entry",
@@ -775,7 +608,7 @@ describe("HTTP client against servers that fail", () => {
 
     test("a problem+json that cannot be read still fails with its HTTP status", async () => {
       handle = reply(503, "{not json", "application/problem+json");
-      expect(await failure(channel(url).unary(outbound("Echo"), {}))).toMatchObject({
+      expect(await failureOf(channel(url).unary(probeCall("Echo"), {}))).toMatchObject({
         status: "UNAVAILABLE",
         httpStatus: 503,
       });
@@ -783,7 +616,7 @@ describe("HTTP client against servers that fail", () => {
 
     test("a server that drops the connection before answering is UNAVAILABLE, not GANTRY_ERR_CONNECT", async () => {
       handle = (req) => req.socket.destroy();
-      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      const error = await failureOf(channel(url).unary(probeCall("Echo"), {}));
       expect(error.status).toBe("UNAVAILABLE");
       expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
     });
@@ -794,7 +627,7 @@ describe("HTTP client against servers that fail", () => {
         res.write('{"text": "cut sh');
         setTimeout(() => req.socket.destroy(), 5);
       };
-      const error = await failure(channel(url).unary(outbound("Echo"), {}));
+      const error = await failureOf(channel(url).unary(probeCall("Echo"), {}));
       expect(error.status).toBe("UNAVAILABLE");
       expect(error.code).not.toBe("GANTRY_ERR_CONNECT");
     });
@@ -803,7 +636,7 @@ describe("HTTP client against servers that fail", () => {
       let begin: () => void = () => {};
       const waiting = new Promise<void>((resolve) => (begin = resolve));
       handle = () => begin();
-      const call = failure(channel(url).unary(outbound("Echo", { timeoutMs: 5000 }), {}));
+      const call = failureOf(channel(url).unary(probeCall("Echo", { timeoutMs: 5000 }), {}));
       await waiting;
       server.closeAllConnections();
       const error = await call;
@@ -828,8 +661,8 @@ describe("errors a method lets through from its own calls", () => {
       this.#probe = probe;
     }
 
-    @Method({ output: Nothing })
-    async relay(request: RelayRequest): Promise<Nothing> {
+    @Method({ output: Empty })
+    async relay(request: RelayRequest): Promise<Empty> {
       return this.#probe.fail({ status: "NOT_FOUND", code: request.code, message: "no such probe" });
     }
   }

@@ -121,6 +121,16 @@ export function discoveryOf(parts: {
 }
 
 export {
+  channelProbe,
+  failureOf,
+  Kitchen,
+  MetaReply,
+  Mood,
+  ProbeService,
+  probeCall,
+  probeMethod,
+} from "./channel-kit.js";
+export {
   type ConformanceCallOptions,
   type ConformanceCase,
   type ConformanceClient,
