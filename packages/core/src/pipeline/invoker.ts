@@ -220,7 +220,7 @@ export class Invoker {
 
   /** `#run` with the call's span active: the method's own spans, logs and outbound calls go under it. */
   #runIn(span: ServerSpan, handler: MethodHandler, input: unknown, call: CallContext): unknown {
-    return context.with(span.context, () => this.#run(handler, input, call));
+    return context.with(span.context, this.#run, this, handler, input, call);
   }
 
   #fault(error: unknown, call: CallContext): GantryError {

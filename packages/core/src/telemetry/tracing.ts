@@ -33,8 +33,11 @@ export interface ServerSpanInfo {
   readonly name?: string;
   /** `http`: an HTTP server span (http.response.status_code); else an RPC one (rpc.status_code). */
   readonly protocol: "http" | "rpc";
-  /** Attributes by the OpenTelemetry conventions: `server.address`, `http.route`, `network.peer.address`... */
-  readonly attributes: Readonly<Record<string, string | number | boolean>>;
+  /**
+   * Attributes by the OpenTelemetry conventions: `server.address`, `http.route`,
+   * `network.peer.address`... A new object for each call: core adds its own attributes to it.
+   */
+  readonly attributes: Record<string, string | number | boolean>;
   /** The HTTP status of a successful answer; 200 by default. */
   readonly okStatus?: number;
 }
@@ -104,7 +107,6 @@ export class ServerSpan {
       if (http) span.setAttribute("http.response.status_code", error.httpStatus);
       else span.setAttribute("rpc.status_code", error.status);
       span.setAttribute("error.type", error.code);
-      span.setAttribute("gantry.error.code", error.code);
       if (http ? error.httpStatus >= 500 : SERVER_ERRORS.has(error.status)) {
         span.setStatus({ code: SpanStatusCode.ERROR, message: `${error.status}: ${error.message}` });
       }
@@ -123,18 +125,31 @@ export function startServerSpan(call: CallContext): ServerSpan | undefined {
   if (tracer === undefined) return undefined;
   // Asked only now: the transport builds it for traced calls alone.
   const info = call.spanInfo();
-  const method = call.method;
-  const direct = call.transport === "direct";
-  const parent = direct ? context.active() : propagation.extract(context.active(), call.metadata, metadataGetter);
-  const attributes: Attributes = {
-    "rpc.system.name": call.transport === "grpc" ? "grpc" : "gantry",
-    "rpc.method": fullMethodName(method),
-    "gantry.transport": call.transport,
-    ...info?.attributes,
-  };
+  const transport = call.transport;
+  const direct = transport === "direct";
+  const parent = direct ? context.active() : inbound(call);
+  const name = fullMethodName(call.method);
+  const attributes: Attributes = info?.attributes ?? {};
+  attributes["rpc.system.name"] = transport === "grpc" ? "grpc" : "gantry";
+  attributes["rpc.method"] = name;
+  attributes["gantry.transport"] = transport;
   const kind = direct ? SpanKind.INTERNAL : SpanKind.SERVER;
-  const span = tracer.startSpan(info?.name ?? fullMethodName(method), { kind, attributes }, parent);
+  const span = tracer.startSpan(info?.name ?? name, { kind, attributes }, parent);
   return new ServerSpan(span, parent, info);
+}
+
+/**
+ * The context a call from another process runs under: the caller's trace context when its metadata
+ * carries any of the propagator's fields (`traceparent`, `tracestate`, `baggage` for W3C), else the
+ * active one, without asking the propagator to look.
+ */
+function inbound(call: CallContext): Context {
+  const active = context.active();
+  const metadata = call.metadata;
+  for (const field of propagation.fields()) {
+    if (metadata.get(field) !== undefined) return propagation.extract(active, metadata, metadataGetter);
+  }
+  return active;
 }
 
 /** One attempt of an outbound call, as a client span; `metadata` carries its trace context. */
@@ -204,8 +219,16 @@ export function traceFields(): Record<string, string> {
   };
 }
 
+const fullNames = new WeakMap<MethodDescriptor, string>();
+
+/** `hello.v1.HelloService/SayHello`, made once per method. */
 function fullMethodName(method: MethodDescriptor): string {
-  return `${method.service.fullName}/${method.name}`;
+  let name = fullNames.get(method);
+  if (name === undefined) {
+    name = `${method.service.fullName}/${method.name}`;
+    fullNames.set(method, name);
+  }
+  return name;
 }
 
 /** `grpc://10.0.0.5:50051` → host and port; undefined for what is not such a URL. */
