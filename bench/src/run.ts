@@ -5,6 +5,7 @@
  *   pnpm bench --only http --reps 5 --duration 10
  *   pnpm bench --only grpc
  *   pnpm bench --only discovery
+ *   pnpm bench --only telemetry
  */
 
 import { mkdir, writeFile } from "node:fs/promises";
@@ -16,10 +17,11 @@ import { discoverySection } from "./discovery.js";
 import { grpcSection } from "./grpc.js";
 import { httpSection } from "./http.js";
 import type { BenchOptions, Section } from "./section.js";
+import { telemetrySection } from "./telemetry.js";
 import { missingTools } from "./tools.js";
 
-/** Every section, in the order they run. Client, telemetry and startup join here. */
-const SECTIONS: readonly Section[] = [httpSection, grpcSection, clientSection, discoverySection];
+/** Every section, in the order they run. Startup joins here. */
+const SECTIONS: readonly Section[] = [httpSection, grpcSection, clientSection, telemetrySection, discoverySection];
 
 const RESULTS_DIR = fileURLToPath(new URL("../../.bench/", import.meta.url));
 
