@@ -147,7 +147,6 @@ describe("the spans core makes", () => {
       "http.route": "/notes.v1.NoteService/Echo",
       "http.response.status_code": 200,
       "rpc.method": "notes.v1.NoteService/Echo",
-      "gantry.transport": "http",
     });
 
     const echo = lines.map((line) => JSON.parse(line)).find((line) => line.msg === "echo");

@@ -33,12 +33,15 @@ export function httpSpanInfo(req: IncomingMessage, entry: RouteEntry): ServerSpa
 /** The Host header's name and port (`[::1]:8080`, `api.example.com`). */
 function hostOf(header: string | undefined): { name: string; port: number | undefined } | undefined {
   if (header === undefined || header === "") return undefined;
-  const bracket = header.startsWith("[") ? header.indexOf("]") : -1;
-  const colon = header.indexOf(":", bracket === -1 ? 0 : bracket);
-  if (colon === -1) return { name: header.replace(/^\[|\]$/g, ""), port: undefined };
+  const bracketed = header.charCodeAt(0) === 0x5b; // [
+  const close = bracketed ? header.indexOf("]") : -1;
+  const colon = header.indexOf(":", close + 1);
+  const name = bracketed
+    ? header.slice(1, close === -1 ? undefined : close)
+    : colon === -1
+      ? header
+      : header.slice(0, colon);
+  if (colon === -1) return { name, port: undefined };
   const port = Number(header.slice(colon + 1));
-  return {
-    name: header.slice(0, colon).replace(/^\[|\]$/g, ""),
-    port: Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined,
-  };
+  return { name, port: Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined };
 }

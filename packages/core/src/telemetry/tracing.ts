@@ -132,7 +132,6 @@ export function startServerSpan(call: CallContext): ServerSpan | undefined {
   const attributes: Attributes = info?.attributes ?? {};
   attributes["rpc.system.name"] = transport === "grpc" ? "grpc" : "gantry";
   attributes["rpc.method"] = name;
-  attributes["gantry.transport"] = transport;
   const kind = direct ? SpanKind.INTERNAL : SpanKind.SERVER;
   const span = tracer.startSpan(info?.name ?? name, { kind, attributes }, parent);
   return new ServerSpan(span, parent, info);
@@ -174,7 +173,6 @@ export function startClientSpan(
   const attributes: Attributes = {
     "rpc.system.name": target.transport === "grpc" ? "grpc" : "gantry",
     "rpc.method": fullMethodName(method),
-    "gantry.transport": target.transport,
     "gantry.instance.id": target.instance,
     "gantry.attempt": attempt,
   };
