@@ -1,12 +1,20 @@
 /**
  * Baseline (a): raw node:http with hand-written routing, body reading and validation. The ceiling
- * Gantry's fast path is held to.
+ * Gantry's fast path is held to. Given the telemetry section's OpenTelemetry variables, it traces
+ * its two routes with server spans made by hand (./hand-tracing.ts); without them, it does not.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { BODY_LIMIT, decodeSegment, greet, readEcho, report, requestId, sendJson } from "./baseline.js";
+import { type HttpRoute, handTracing } from "./hand-tracing.js";
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+
+/** The routes as their spans name them: as the Gantry server's (src/servers/gantry.ts) are named. */
+const HELLO: HttpRoute = { method: "GET", path: "/hello/:name", rpcMethod: "bench.v1.BenchService/Hello" };
+const ECHO: HttpRoute = { method: "POST", path: "/echo", rpcMethod: "bench.v1.BenchService/Echo" };
+
+const tracing = await handTracing("bench-raw-node");
 
 let served = 0;
 
@@ -17,11 +25,13 @@ const server = createServer((req, res) => {
   const q = url.indexOf("?");
   const path = q === -1 ? url : url.slice(0, q);
   if (path.length > 7 && path.startsWith("/hello/") && path.indexOf("/", 7) === -1) {
-    if (req.method === "GET" || req.method === "HEAD") hello(res, id, path.slice(7));
-    else sendJson(res, 405, id, { error: "method not allowed" });
+    if (req.method !== "GET" && req.method !== "HEAD") sendJson(res, 405, id, { error: "method not allowed" });
+    else if (tracing === undefined) hello(res, id, path.slice(7));
+    else tracing.http(req, res, HELLO, () => hello(res, id, path.slice(7)));
   } else if (path === "/echo") {
-    if (req.method === "POST") echo(req, res, id);
-    else sendJson(res, 405, id, { error: "method not allowed" });
+    if (req.method !== "POST") sendJson(res, 405, id, { error: "method not allowed" });
+    else if (tracing === undefined) echo(req, res, id);
+    else tracing.http(req, res, ECHO, () => echo(req, res, id));
   } else {
     sendJson(res, 404, id, { error: "not found" });
   }
@@ -79,6 +89,10 @@ server.listen({ port: 0, host: "127.0.0.1" }, () => {
 });
 
 process.once("SIGTERM", () => {
-  server.close(() => report({ served }));
+  // Traced, the spans still queued are exported before the stats are printed.
+  server.close(async () => {
+    await tracing?.shutdown();
+    report({ served });
+  });
   server.closeAllConnections();
 });
