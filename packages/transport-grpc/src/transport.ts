@@ -22,6 +22,7 @@ import {
 import {
   type ChannelOptions,
   type Deadline,
+  type Metadata as GrpcMetadata,
   type MethodDefinition,
   Server,
   ServerCredentials,
@@ -241,7 +242,7 @@ export class GrpcTransport implements Transport {
       requestId: requestIdOf(incoming.get("x-request-id")[0]),
       peer: () => call.getPeer(),
       watch: watchNow ? undefined : (watched) => watchCancel(call, watched),
-      span: () => grpcSpanInfo(call.getPeer(), this.#spanAttributes),
+      span: () => grpcSpanInfo(call.getPeer(), this.#spanAttributes, incoming),
     });
     if (watchNow) watchCancel(call, context);
     this.stats.calls++;
@@ -454,7 +455,11 @@ function sentKeys(context: CallContext): ReadonlySet<string> {
 }
 
 /** A gRPC call's span: OpenTelemetry's RPC server conventions, named after the method. */
-function grpcSpanInfo(peer: string, server: Readonly<Record<string, string | number>>): ServerSpanInfo {
+function grpcSpanInfo(
+  peer: string,
+  server: Readonly<Record<string, string | number>>,
+  incoming: GrpcMetadata,
+): ServerSpanInfo {
   const attributes: Record<string, string | number> = { ...server };
   // grpc-js gives the peer as `127.0.0.1:53122` or `[::1]:53122`.
   const colon = peer.lastIndexOf(":");
@@ -463,5 +468,10 @@ function grpcSpanInfo(peer: string, server: Readonly<Record<string, string | num
     const port = Number(peer.slice(colon + 1));
     if (Number.isInteger(port)) attributes["network.peer.port"] = port;
   }
-  return { protocol: "rpc", attributes };
+  // The trace context read from grpc-js's own metadata: no Gantry Metadata is built for it.
+  const header = (name: string) => {
+    const value = incoming.get(name)[0];
+    return typeof value === "string" ? value : undefined;
+  };
+  return { protocol: "rpc", attributes, header };
 }

@@ -27,7 +27,11 @@ export function httpSpanInfo(req: IncomingMessage, entry: RouteEntry): ServerSpa
   if (peer !== undefined) attributes["network.peer.address"] = peer;
   const agent = req.headers["user-agent"];
   if (agent !== undefined) attributes["user_agent.original"] = agent;
-  return { name: `${route.method} ${route.path}`, protocol: "http", attributes, okStatus: route.status };
+  const header = (name: string) => {
+    const value = req.headers[name];
+    return Array.isArray(value) ? value.join(",") : value;
+  };
+  return { name: `${route.method} ${route.path}`, protocol: "http", attributes, okStatus: route.status, header };
 }
 
 /** The Host header's name and port (`[::1]:8080`, `api.example.com`). */

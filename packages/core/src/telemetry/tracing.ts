@@ -20,7 +20,6 @@ import {
   trace,
 } from "@opentelemetry/api";
 import type { CallContext } from "../context/call-context.js";
-import type { Metadata } from "../context/metadata.js";
 import type { GantryError } from "../errors/gantry-error.js";
 import type { StatusName } from "../errors/status.js";
 import type { MethodDescriptor } from "../service/descriptor.js";
@@ -40,6 +39,12 @@ export interface ServerSpanInfo {
   readonly attributes: Record<string, string | number | boolean>;
   /** The HTTP status of a successful answer; 200 by default. */
   readonly okStatus?: number;
+  /**
+   * Reads one request header (gRPC metadata entry) by its lower-case name, for the caller's trace
+   * context, straight from what the transport received; without it core reads `ctx.metadata`, which
+   * a transport may have to build for the purpose.
+   */
+  readonly header?: (name: string) => string | undefined;
 }
 
 /**
@@ -55,9 +60,16 @@ const SERVER_ERRORS: ReadonlySet<StatusName> = new Set([
   "DATA_LOSS",
 ]);
 
-const metadataGetter: TextMapGetter<Metadata> = {
-  keys: (carrier) => Array.from(carrier.entries(), ([key]) => key),
-  get: (carrier, key) => carrier.get(key),
+/** What the propagator reads the caller's trace context from. */
+interface Carrier {
+  readonly call: CallContext;
+  readonly header: (name: string) => string | undefined;
+}
+
+const carrierGetter: TextMapGetter<Carrier> = {
+  // Asked only by propagators that look for prefixed names (Jaeger's baggage); W3C's never do.
+  keys: (carrier) => Array.from(carrier.call.metadata.entries(), ([key]) => key),
+  get: (carrier, key) => carrier.header(key),
 };
 
 let delegate: TracerProvider | undefined;
@@ -127,7 +139,7 @@ export function startServerSpan(call: CallContext): ServerSpan | undefined {
   const info = call.spanInfo();
   const transport = call.transport;
   const direct = transport === "direct";
-  const parent = direct ? context.active() : inbound(call);
+  const parent = direct ? context.active() : inbound(call, info?.header);
   const name = fullMethodName(call.method);
   const attributes: Attributes = info?.attributes ?? {};
   attributes["rpc.system.name"] = transport === "grpc" ? "grpc" : "gantry";
@@ -142,11 +154,11 @@ export function startServerSpan(call: CallContext): ServerSpan | undefined {
  * carries any of the propagator's fields (`traceparent`, `tracestate`, `baggage` for W3C), else the
  * active one, without asking the propagator to look.
  */
-function inbound(call: CallContext): Context {
+function inbound(call: CallContext, read: ((name: string) => string | undefined) | undefined): Context {
   const active = context.active();
-  const metadata = call.metadata;
+  const header = read ?? ((name: string) => call.metadata.get(name));
   for (const field of propagation.fields()) {
-    if (metadata.get(field) !== undefined) return propagation.extract(active, metadata, metadataGetter);
+    if (header(field) !== undefined) return propagation.extract(active, { call, header }, carrierGetter);
   }
   return active;
 }
