@@ -148,6 +148,9 @@ async function main(): Promise<void> {
       } catch (error) {
         errors++;
         firstError ??= error instanceof Error ? error.message : String(error);
+        // A call that fails without touching the network (no instance left) settles in a microtask:
+        // without a turn of the event loop, the timers that end the run would never fire.
+        await new Promise((resolve) => setImmediate(resolve));
       }
     }
   };
