@@ -617,22 +617,7 @@ export class ClientRuntime {
    * its output message, or rejects with a GantryError. The first call starts watching the registry.
    */
   call(method: MethodDescriptor, input: unknown, options: RuntimeCallOptions = NO_OPTIONS): Promise<unknown> {
-    const policy = this.#policy;
-    let deadline = options.deadline;
-    let startedAt = 0;
-    const timeoutMs = timeoutOf(policy, method, options.timeoutMs);
-    if (timeoutMs !== undefined) {
-      startedAt = Date.now();
-      if (deadline === undefined || startedAt + timeoutMs < deadline) deadline = startedAt + timeoutMs;
-    } else if (deadline !== undefined) {
-      startedAt = Date.now();
-    }
-    const send = (metadata: Readonly<Record<string, string>>) =>
-      this.#start(new CallState(method, input, metadata, deadline, timeoutMs, options.signal, startedAt));
-    if (policy.interceptors.length === 0 && policy.fallback === undefined) {
-      return send(options.metadata ?? EMPTY_METADATA);
-    }
-    return intercepted(policy, method, input, options.metadata, send);
+    return this.#begin(method, input, options, this.#run);
   }
 
   /**
@@ -644,36 +629,54 @@ export class ClientRuntime {
    * it, and leaving the output early cancels it.
    */
   stream(method: MethodDescriptor, input: unknown, options: RuntimeCallOptions = NO_OPTIONS): Promise<unknown> {
+    return this.#begin(method, input, options, this.#openStream);
+  }
+
+  /**
+   * What every call goes through before `run` sends it: its deadline (the caller's, capped by its
+   * timeout), the policy's interceptors and fallback, and admission through close() and the bulkhead.
+   */
+  #begin(
+    method: MethodDescriptor,
+    input: unknown,
+    options: RuntimeCallOptions,
+    run: (this: ClientRuntime, call: CallState) => Promise<unknown>,
+  ): Promise<unknown> {
     const policy = this.#policy;
-    const send = (metadata: Readonly<Record<string, string>>) => this.#openStream(method, input, options, metadata);
+    let deadline = options.deadline;
+    let startedAt = 0;
+    const timeoutMs = timeoutOf(policy, method, options.timeoutMs);
+    if (timeoutMs !== undefined) {
+      startedAt = Date.now();
+      if (deadline === undefined || startedAt + timeoutMs < deadline) deadline = startedAt + timeoutMs;
+    } else if (deadline !== undefined) {
+      startedAt = Date.now();
+    }
+    const send = (metadata: Readonly<Record<string, string>>) =>
+      this.#admit(new CallState(method, input, metadata, deadline, timeoutMs, options.signal, startedAt), run);
     if (policy.interceptors.length === 0 && policy.fallback === undefined) {
       return send(options.metadata ?? EMPTY_METADATA);
     }
     return intercepted(policy, method, input, options.metadata, send);
   }
 
-  async #openStream(
-    method: MethodDescriptor,
-    input: unknown,
-    options: RuntimeCallOptions,
-    metadata: Readonly<Record<string, string>>,
-  ): Promise<unknown> {
-    const timeoutMs = timeoutOf(this.#policy, method, options.timeoutMs);
-    const startedAt = Date.now();
-    let deadline = options.deadline;
-    if (timeoutMs !== undefined && (deadline === undefined || startedAt + timeoutMs < deadline)) {
-      deadline = startedAt + timeoutMs;
-    }
-    const call = new CallState(method, input, metadata, deadline, timeoutMs, options.signal, startedAt);
-    if (this.#closed) throw this.#final(call, stopError("closed", call), true);
-    if (call.signal?.aborted) throw this.#final(call, stopError("cancelled", call), true);
+  /** Admits the call through close() and the bulkhead, or fails it at once; `run` leaves the bulkhead. */
+  #admit(call: CallState, run: (this: ClientRuntime, call: CallState) => Promise<unknown>): Promise<unknown> {
+    if (this.#closed) return Promise.reject(this.#final(call, stopError("closed", call), true));
+    if (call.signal?.aborted) return Promise.reject(this.#final(call, stopError("cancelled", call), true));
     if (!this.#bulkhead.enter()) {
       const error = coreErrors.create("GANTRY_ERR_BULKHEAD_FULL", {
         service: this.service.fullName,
         limit: this.#bulkhead.limit,
       });
-      throw this.#final(call, error, true);
+      return Promise.reject(this.#final(call, error, true));
     }
+    return run.call(this, call);
+  }
+
+  /** An admitted streaming call: the registry's first answer if need be, one instance, the stream. */
+  async #openStream(call: CallState): Promise<unknown> {
+    const method = call.method;
     let peer: Peer;
     try {
       if (!this.#ready) await this.#firstSnapshot(call);
@@ -690,7 +693,7 @@ export class ClientRuntime {
     let output: unknown;
     try {
       const channel = peer.channel ?? this.#open(peer, peer.transport as ClientTransport);
-      output = await (channel.stream as NonNullable<Channel["stream"]>).call(channel, opened, input);
+      output = await (channel.stream as NonNullable<Channel["stream"]>).call(channel, opened, call.input);
     } catch (error) {
       const failure = this.#final(call, toGantryError(error), false);
       opened.end(failure);
@@ -721,20 +724,6 @@ export class ClientRuntime {
     this.#peers.clear();
     this.#eligible = [];
     this.#available = [];
-  }
-
-  /** Admits the call through close() and the bulkhead, or fails it at once. */
-  #start(call: CallState): Promise<unknown> {
-    if (this.#closed) return Promise.reject(this.#final(call, stopError("closed", call), true));
-    if (call.signal?.aborted) return Promise.reject(this.#final(call, stopError("cancelled", call), true));
-    if (!this.#bulkhead.enter()) {
-      const error = coreErrors.create("GANTRY_ERR_BULKHEAD_FULL", {
-        service: this.service.fullName,
-        limit: this.#bulkhead.limit,
-      });
-      return Promise.reject(this.#final(call, error, true));
-    }
-    return this.#run(call);
   }
 
   /** The admitted call: the registry's first answer if need be, the throttle, then attempts and retries. */
