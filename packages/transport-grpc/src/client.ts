@@ -14,6 +14,7 @@ import {
   type ClientTransport,
   calleeAnswer,
   deadlineError,
+  notSendable,
   type OutboundCall,
 } from "@gantry/core/client";
 import {
@@ -150,8 +151,8 @@ class GrpcChannel implements Channel {
   unary(call: OutboundCall, input: unknown): Promise<unknown> {
     const { method, signal, deadline } = call;
     const started = Date.now();
-    if (signal.aborted) return Promise.reject(abortError(call, started));
-    if (deadline !== undefined && deadline <= started) return Promise.reject(deadlineError(started, deadline));
+    const refused = notSendable(call, started);
+    if (refused !== undefined) return Promise.reject(refused);
     let bytes: Buffer;
     let client: Client;
     try {
@@ -194,8 +195,8 @@ class GrpcChannel implements Channel {
   stream(call: OutboundCall, input: unknown): Promise<unknown> {
     const { method, signal, deadline } = call;
     const started = Date.now();
-    if (signal.aborted) return Promise.reject(abortError(call, started));
-    if (deadline !== undefined && deadline <= started) return Promise.reject(deadlineError(started, deadline));
+    const refused = notSendable(call, started);
+    if (refused !== undefined) return Promise.reject(refused);
     let client: Client;
     try {
       client = this.#open();

@@ -26,6 +26,7 @@ import {
   type ClientTransport,
   calleeAnswer,
   deadlineError,
+  notSendable,
   type OutboundCall,
 } from "@gantry/core/client";
 
@@ -131,8 +132,8 @@ class HttpChannel implements Channel {
   unary(call: OutboundCall, input: unknown): Promise<unknown> {
     const { method, signal, deadline } = call;
     const started = Date.now();
-    if (signal.aborted) return Promise.reject(abortError(call, started));
-    if (deadline !== undefined && deadline <= started) return Promise.reject(deadlineError(started, deadline));
+    const refused = notSendable(call, started);
+    if (refused !== undefined) return Promise.reject(refused);
     let body: string;
     let agent: Agent;
     let target: Target;

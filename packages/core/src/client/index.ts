@@ -36,7 +36,7 @@ export {
   type ThrottleMessage,
   throttleChannel,
 } from "./diagnostics.js";
-export { abortError, calleeAnswer, deadlineError, relayMessage } from "./outbound.js";
+export { abortError, calleeAnswer, deadlineError, notSendable, relayMessage } from "./outbound.js";
 export { DEFAULT_POLICY, type ResolvedPolicy, resolvePolicy } from "./policy.js";
 export {
   backoffMs,

@@ -26,6 +26,17 @@ export function abortError(call: OutboundCall, started: number): GantryError {
   return coreErrors.create("GANTRY_ERR_CANCELLED", {}, { cause: reason });
 }
 
+/**
+ * For channels: why an attempt that starts at `started` must not be sent at all (its signal already
+ * aborted, or its deadline already passed), or undefined when it may go.
+ */
+export function notSendable(call: OutboundCall, started: number): GantryError | undefined {
+  if (call.signal.aborted) return abortError(call, started);
+  const deadline = call.deadline;
+  if (deadline !== undefined && deadline <= started) return deadlineError(started, deadline);
+  return undefined;
+}
+
 const ANSWER = Symbol("gantry.answer");
 const RELAY = Symbol("gantry.relay");
 
