@@ -1,7 +1,6 @@
 import { readFileSync } from "node:fs";
-import type { GantryApp } from "@gantry/core";
+import { config, coreErrors, type GantryApp } from "@gantry/core";
 import { type AppIdentity, startTelemetry, type Telemetry } from "@gantry/telemetry";
-import { cliErrors } from "./errors.js";
 
 /** The standard variables that, set, ask for telemetry without any Gantry setting. */
 const OTEL_SIGNALS = [
@@ -30,7 +29,7 @@ export function telemetryWanted(switches: TelemetrySwitches): boolean {
   const set = switches.sets["telemetry.enabled"];
   if (set !== undefined) return bool(set, "--set telemetry.enabled");
   const env = switches.env.GANTRY_TELEMETRY_ENABLED;
-  if (env !== undefined && env.trim() !== "") return bool(env, "GANTRY_TELEMETRY_ENABLED");
+  if (env !== undefined && env.trim() !== "") return bool(env, "environment variable GANTRY_TELEMETRY_ENABLED");
   const fromFile = fileSetting(switches.file);
   if (fromFile !== undefined) return fromFile;
   return OTEL_SIGNALS.some((name) => (switches.env[name] ?? "").trim() !== "");
@@ -55,11 +54,19 @@ export async function startEarly(env: Readonly<Record<string, string | undefined
   };
 }
 
-function bool(value: string, source: string): boolean {
-  const lower = value.trim().toLowerCase();
-  if (lower === "true" || lower === "1") return true;
-  if (lower === "false" || lower === "0") return false;
-  throw cliErrors.create("GANTRY_ERR_USAGE", { problem: `${source} is ${JSON.stringify(value)}: give true or false` });
+/** Read as core reads `telemetry.enabled` when the app loads its config: the same spellings, the same error. */
+const enabledField = config.boolean({ default: false });
+
+function bool(raw: unknown, source: string): boolean {
+  try {
+    return enabledField.parse(raw) as boolean;
+  } catch (error) {
+    throw coreErrors.create("GANTRY_ERR_CONFIG_INVALID", {
+      key: "telemetry.enabled",
+      problem: (error as Error).message,
+      source,
+    });
+  }
 }
 
 /** `{ "telemetry": { "enabled": true } }` or `{ "telemetry.enabled": true }` in the config file. */
@@ -80,6 +87,5 @@ function fileSetting(file: string | undefined): boolean | undefined {
       ? (nested as Record<string, unknown>).enabled
       : record["telemetry.enabled"];
   if (value === undefined) return undefined;
-  if (typeof value === "boolean") return value;
-  return bool(String(value), `telemetry.enabled in ${file}`);
+  return bool(value, `config file ${file}`);
 }
