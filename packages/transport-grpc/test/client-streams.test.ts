@@ -1,4 +1,6 @@
+import diagnostics from "node:diagnostics_channel";
 import { clientToken, createApp, type GantryApp, isGantryError, type ServiceClient } from "@gantry/core";
+import { type AttemptMessage, clientChannels } from "@gantry/core/client";
 import { discoveryOf, fixedResolver } from "@gantry/core/testing";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { grpcClientTransport, grpcTransport } from "../src/index.js";
@@ -64,6 +66,29 @@ describe("a typed client's streaming calls over gRPC", () => {
     expect(received).toHaveLength(5);
     expect(received.every((blob) => blob.data.length === 3)).toBe(true);
     expect(streamProbe.finished.has("five")).toBe(true);
+  });
+
+  test("a stream is an attempt on gantry:client:attempt, as a unary call is, when it ends", async () => {
+    const seen: AttemptMessage[] = [];
+    const listener = (message: unknown) => seen.push(message as AttemptMessage);
+    diagnostics.subscribe(clientChannels.attempt, listener);
+    try {
+      for await (const _ of await streams.produce({ count: 2, size: 1, key: "attempt" })) {
+        // read them all
+      }
+    } finally {
+      diagnostics.unsubscribe(clientChannels.attempt, listener);
+    }
+    expect(seen).toEqual([
+      expect.objectContaining({
+        service: "streams.v1.StreamService",
+        method: "Produce",
+        transport: "grpc",
+        attempt: 1,
+        status: "OK",
+        code: undefined,
+      }),
+    ]);
   });
 
   test("client streaming: the input stream is sent as the callee reads it", async () => {

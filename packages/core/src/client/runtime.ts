@@ -10,7 +10,7 @@ import { coreErrors, toGantryError } from "../errors/table.js";
 import type { Logger } from "../logger.js";
 import type { Resolver, ServiceInstance, Watch, WatchEvent } from "../registry/index.js";
 import type { MethodDescriptor, ServiceDescriptor } from "../service/descriptor.js";
-import { endClientSpan, startClientSpan } from "../telemetry/tracing.js";
+import { type ClientAttemptSpan, endClientSpan, startClientSpan } from "../telemetry/tracing.js";
 import { InstanceLoad, LoadClock, weightOf } from "./balancer.js";
 import { AdaptiveThrottle, Bulkhead, type Ejectable, Outlier, OutlierDetector } from "./breaker.js";
 import { DeadlineQueue, Expiring, MAX_TIMER_MS } from "./deadline.js";
@@ -175,37 +175,18 @@ class Attempt extends Expiring implements OutboundCall, Cancellable {
    * someone listens on `gantry:client:attempt`.
    */
   trace(peer: Peer): void {
-    const call = this.#call;
     if (attemptChannel.hasSubscribers) {
       this.#peer = peer;
       this.#startedAt = performance.now();
     }
-    const traced = startClientSpan(call.method, this.metadata, call.attempt, {
-      transport: peer.transport?.kind ?? "",
-      instance: peer.instance.id,
-      url: peer.url,
-    });
+    const traced = traceAttempt(this.#call, peer, this.metadata);
     if (traced === undefined) return;
     this.#span = traced.span;
     this.metadata = traced.metadata;
   }
 
-  /** Ends the span and publishes the attempt, for what is listening. */
   #report(error: GantryError | undefined): void {
-    if (this.#span !== undefined) endClientSpan(this.#span, error);
-    const peer = this.#peer;
-    if (peer === undefined || !attemptChannel.hasSubscribers) return;
-    const message: AttemptMessage = {
-      service: this.method.service.fullName,
-      method: this.method.name,
-      instance: peer.instance.id,
-      transport: peer.transport?.kind ?? "",
-      attempt: this.#call.attempt,
-      durationMs: performance.now() - this.#startedAt,
-      status: error === undefined ? "OK" : error.status,
-      code: error?.code,
-    };
-    attemptChannel.publish(message);
+    attemptEnded(this.#call, this.#peer, this.#span, this.#startedAt, error);
   }
 
   start(): void {
@@ -277,6 +258,8 @@ class OpenStream implements OutboundCall, Cancellable {
   readonly #streams: Set<OpenStream>;
   readonly #onEnd: (error: GantryError | undefined) => void;
   readonly #span: Span | undefined;
+  readonly #peer: Peer;
+  readonly #startedAt: number;
   #ended = false;
 
   constructor(call: CallState, peer: Peer, streams: Set<OpenStream>, onEnd: (error: GantryError | undefined) => void) {
@@ -285,11 +268,9 @@ class OpenStream implements OutboundCall, Cancellable {
     this.#call = call;
     this.#streams = streams;
     this.#onEnd = onEnd;
-    const traced = startClientSpan(call.method, call.metadata, call.attempt, {
-      transport: peer.transport?.kind ?? "",
-      instance: peer.instance.id,
-      url: peer.url,
-    });
+    this.#peer = peer;
+    this.#startedAt = performance.now();
+    const traced = traceAttempt(call, peer, call.metadata);
     this.#span = traced?.span;
     this.metadata = traced?.metadata ?? call.metadata;
     streams.add(this);
@@ -318,7 +299,7 @@ class OpenStream implements OutboundCall, Cancellable {
     this.#ended = true;
     this.#streams.delete(this);
     this.#call.signal?.removeEventListener("abort", this);
-    if (this.#span !== undefined) endClientSpan(this.#span, error);
+    attemptEnded(this.#call, this.#peer, this.#span, this.#startedAt, error);
     this.#onEnd(error);
   }
 
@@ -334,6 +315,45 @@ class OpenStream implements OutboundCall, Cancellable {
       this.end(failure);
     }
   }
+}
+
+/** The client span of an attempt to `peer`, with its trace context in a copy of `metadata`. */
+function traceAttempt(
+  call: CallState,
+  peer: Peer,
+  metadata: Readonly<Record<string, string>>,
+): ClientAttemptSpan | undefined {
+  return startClientSpan(call.method, metadata, call.attempt, {
+    transport: peer.transport?.kind ?? "",
+    instance: peer.instance.id,
+    url: peer.url,
+  });
+}
+
+/**
+ * An attempt (unary or a stream) has ended: its span ends, and it is published on
+ * `gantry:client:attempt` when someone listens (`peer` is undefined when no one did as it began).
+ */
+function attemptEnded(
+  call: CallState,
+  peer: Peer | undefined,
+  span: Span | undefined,
+  startedAt: number,
+  error: GantryError | undefined,
+): void {
+  if (span !== undefined) endClientSpan(span, error);
+  if (peer === undefined || !attemptChannel.hasSubscribers) return;
+  const message: AttemptMessage = {
+    service: call.method.service.fullName,
+    method: call.method.name,
+    instance: peer.instance.id,
+    transport: peer.transport?.kind ?? "",
+    attempt: call.attempt,
+    durationMs: performance.now() - startedAt,
+    status: error === undefined ? "OK" : error.status,
+    code: error?.code,
+  };
+  attemptChannel.publish(message);
 }
 
 /** Where a runtime keeps its attempts in flight, so that close() can stop them. */
