@@ -182,9 +182,9 @@ class GrpcChannel implements Channel {
             return;
           }
           try {
-            resolve(readMessage(method.output, decodeMessage(method.output, reply ?? EMPTY), { rules: false }));
-          } catch (decodeError) {
-            reject(this.#badResponse(method.path, reasonOf(decodeError), decodeError));
+            resolve(this.#reply(method, reply ?? EMPTY));
+          } catch (badReply) {
+            reject(badReply);
           }
         },
       );
