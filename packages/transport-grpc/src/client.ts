@@ -346,7 +346,8 @@ function identity<T>(value: T): T {
   return value;
 }
 
-function parseTarget(url: string): { address: string; secure: boolean } | GantryError {
+/** `grpc://host:port` → the address grpc-js dials and whether TLS is used, or GANTRY_ERR_CONNECT saying why not. */
+export function parseTarget(url: string): { address: string; secure: boolean } | GantryError {
   const fail = (reason: string) => coreErrors.create("GANTRY_ERR_CONNECT", { target: url, reason });
   let parsed: URL;
   try {

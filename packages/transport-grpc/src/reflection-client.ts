@@ -14,6 +14,7 @@ import { deadlineError } from "@gantry/core/client";
 import { Client, type ClientDuplexStream, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import protobuf from "protobufjs";
 import descriptor from "protobufjs/ext/descriptor.js";
+import { parseTarget } from "./client.js";
 import { decodeMessage, encodeMessage } from "./codec.js";
 import { grpcErrors } from "./errors.js";
 import { bindDescribedService } from "./proto-first.js";
@@ -61,6 +62,7 @@ export async function describeFromReflection(
   const started = Date.now();
   const deadline = options.deadline ?? started + DEFAULT_TIMEOUT_MS;
   const target = parseTarget(url);
+  if (target instanceof GantryError) throw target;
   const client = new Client(
     target.address,
     target.secure ? credentials.createSsl() : credentials.createInsecure(),
@@ -275,18 +277,4 @@ function streamError(error: ServiceError, url: string, started: number, deadline
         { cause: error },
       );
   }
-}
-
-function parseTarget(url: string): { address: string; secure: boolean } {
-  const fail = (reason: string) => coreErrors.create("GANTRY_ERR_CONNECT", { target: url, reason });
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw fail("not a valid URL");
-  }
-  if (parsed.protocol !== "grpc:" && parsed.protocol !== "grpcs:") throw fail("not a grpc:// or grpcs:// URL");
-  if (parsed.hostname === "") throw fail("the URL names no host");
-  const secure = parsed.protocol === "grpcs:";
-  return { address: `${parsed.hostname}:${parsed.port || (secure ? 443 : 50051)}`, secure };
 }
