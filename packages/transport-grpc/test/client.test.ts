@@ -9,8 +9,9 @@ import {
   channelProbe,
   failureOf,
   Kitchen,
+  kitchenDefaults,
+  kitchenSample,
   type MetaReply,
-  Mood,
   ProbeService,
   probeCall,
   probeMethod,
@@ -128,35 +129,7 @@ describe("gRPC client against a Gantry server", () => {
   });
 
   test("round-trips every field kind", async () => {
-    const input = {
-      text: "héllo ✓",
-      i32: -123,
-      i64: -(2n ** 63n),
-      u32: 4_294_967_295,
-      u64: 2n ** 64n - 1n,
-      s32: -2_147_483_648,
-      s64: 2n ** 63n - 1n,
-      fx32: 7,
-      fx64: 9_007_199_254_740_993n,
-      sfx32: -7,
-      sfx64: -9_007_199_254_740_993n,
-      dbl: Math.PI,
-      flt: 1.5,
-      flag: true,
-      data: new Uint8Array([0, 1, 254, 255]),
-      mood: Mood.SAD,
-      at: new Date("2024-02-29T12:34:56.789Z"),
-      inner: { name: "in", n: 5 },
-      tags: ["a", "b"],
-      ids: [1n, -2n, 2n ** 62n],
-      items: [
-        { name: "x", n: 1 },
-        { name: "y", n: 2 },
-      ],
-      counts: { a: 1n, b: -(2n ** 40n) },
-      byId: { "7": { name: "seven", n: 7 } },
-      maybe: "",
-    };
+    const input = kitchenSample;
     const output = (await channel(url).unary(probeCall("Echo"), input)) as Kitchen;
     expect(output).toEqual(input);
     expect(output).toBeInstanceOf(Kitchen);
@@ -165,29 +138,7 @@ describe("gRPC client against a Gantry server", () => {
 
   test("an empty message comes back with every default", async () => {
     const output = await channel(url).unary(probeCall("Echo"), {});
-    expect(output).toEqual({
-      text: "",
-      i32: 0,
-      i64: 0n,
-      u32: 0,
-      u64: 0n,
-      s32: 0,
-      s64: 0n,
-      fx32: 0,
-      fx64: 0n,
-      sfx32: 0,
-      sfx64: 0n,
-      dbl: 0,
-      flt: 0,
-      flag: false,
-      data: new Uint8Array(0),
-      mood: Mood.MOOD_UNSPECIFIED,
-      tags: [],
-      ids: [],
-      items: [],
-      counts: {},
-      byId: {},
-    });
+    expect(output).toEqual(kitchenDefaults);
   });
 
   test.each(Object.keys(Status) as StatusName[])(

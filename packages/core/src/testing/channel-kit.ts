@@ -86,6 +86,62 @@ class SleepReply {
   @Field(1) aborted!: boolean;
 }
 
+/** A Kitchen with a value of its own in every field, the extremes of each number type included. */
+export const kitchenSample = {
+  text: "héllo ✓",
+  i32: -123,
+  i64: -(2n ** 63n),
+  u32: 4_294_967_295,
+  u64: 2n ** 64n - 1n,
+  s32: -2_147_483_648,
+  s64: 2n ** 63n - 1n,
+  fx32: 7,
+  fx64: 9_007_199_254_740_993n,
+  sfx32: -7,
+  sfx64: -9_007_199_254_740_993n,
+  dbl: Math.PI,
+  flt: 1.5,
+  flag: true,
+  data: new Uint8Array([0, 1, 254, 255]),
+  mood: Mood.SAD,
+  at: new Date("2024-02-29T12:34:56.789Z"),
+  inner: { name: "in", n: 5 },
+  tags: ["a", "b"],
+  ids: [1n, -2n, 2n ** 62n],
+  items: [
+    { name: "x", n: 1 },
+    { name: "y", n: 2 },
+  ],
+  counts: { a: 1n, b: -(2n ** 40n) },
+  byId: { "7": { name: "seven", n: 7 } },
+  maybe: "",
+};
+
+/** What an empty Kitchen reads as: every field's default. */
+export const kitchenDefaults = {
+  text: "",
+  i32: 0,
+  i64: 0n,
+  u32: 0,
+  u64: 0n,
+  s32: 0,
+  s64: 0n,
+  fx32: 0,
+  fx64: 0n,
+  sfx32: 0,
+  sfx64: 0n,
+  dbl: 0,
+  flt: 0,
+  flag: false,
+  data: new Uint8Array(0),
+  mood: Mood.MOOD_UNSPECIFIED,
+  tags: [],
+  ids: [],
+  items: [],
+  counts: {},
+  byId: {},
+};
+
 /** Every metadata entry the server saw (HTTP headers included), values joined with commas. */
 @Message()
 export class MetaReply {

@@ -124,6 +124,8 @@ export {
   channelProbe,
   failureOf,
   Kitchen,
+  kitchenDefaults,
+  kitchenSample,
   MetaReply,
   Mood,
   ProbeService,
