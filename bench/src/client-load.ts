@@ -9,7 +9,7 @@
  *   retry budget, p2c balancer, outlier ejection, then the gRPC channel (the same codec, the same
  *   grpc-js underneath);
  * - `channel` (not a contender: for finding where the Gantry client's time goes): the gRPC transport's
- *   channel alone (`grpcClientTransport().channel(url).unary(...)`), without discovery or the runtime.
+ *   channel alone (`sendUnary(grpcClientTransport().channel(url), ...)`), without discovery or the runtime.
  *
  *   node dist/client-load.js '<LoadOptions as JSON>'
  *
@@ -17,8 +17,8 @@
  * with the window's figures when it ends, and `{"event":"exit",...}` with the totals once every call
  * has ended and the client is closed.
  */
-import { setMaxListeners } from "node:events";
 import { clientToken, createApp, describeMessage, describeService, type GantryApp } from "@gantry/core";
+import { sendUnary } from "@gantry/core/client";
 import { discovery } from "@gantry/discovery";
 import { decodeMessage, encodeMessage, grpcClientTransport } from "@gantry/transport-grpc";
 import { Client, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
@@ -88,17 +88,14 @@ function openRaw(options: LoadOptions): Contender {
   };
 }
 
-/** The gRPC transport's channel alone, with what the runtime would give it: a deadline and a signal. */
+/** The gRPC transport's channel alone, through `sendUnary`: a deadline on each call, no runtime. */
 function openChannel(options: LoadOptions): Contender {
   const channel = grpcClientTransport().channel(`grpc://${options.address}`);
   const method = describeService(GreeterApi).methods[0];
-  const signal = new AbortController().signal;
-  // Every call in flight listens to it, as they do to the runtime's own signal.
-  setMaxListeners(0, signal);
   const input = { name: NAME };
   return {
     call: () =>
-      channel.unary({ method, deadline: Date.now() + options.deadlineMs, metadata: {}, signal }, input) as Promise<{
+      sendUnary(channel, { method, deadline: Date.now() + options.deadlineMs, metadata: {} }, input) as Promise<{
         message: string;
       }>,
     async close() {

@@ -167,7 +167,7 @@ describe("p2c in the runtime", () => {
   test("sends a small share to a slow instance, and probes it", async () => {
     const { runtime, transport } = setup({ instances: [instance(1), instance(2), instance(3)] });
     try {
-      transport.script = (url, call) => after(url === urlOf(3) ? 40 : 1, { message: url }, call.signal);
+      transport.script = (url, call) => after(url === urlOf(3) ? 40 : 1, { message: url }, call);
       let left = 600;
       const worker = async () => {
         while (left > 0) {

@@ -3,8 +3,14 @@
  * transport whose channels answer as the test scripts them. Real transports and registries are tested
  * in their own packages.
  */
-import type { OutboundCall } from "../src/client/index.js";
-import { type Channel, type ClientPolicy, ClientRuntime, type ClientTransport } from "../src/client/index.js";
+import {
+  type Channel,
+  type ClientPolicy,
+  ClientRuntime,
+  type ClientTransport,
+  type OutboundCall,
+  type UnaryCall,
+} from "../src/client/index.js";
 import {
   coreErrors,
   createLogger,
@@ -123,7 +129,7 @@ export type Script = (url: string, call: OutboundCall, input: unknown) => Promis
 
 export class FakeChannel implements Channel {
   readonly url: string;
-  readonly calls: OutboundCall[] = [];
+  readonly calls: UnaryCall[] = [];
   closed = false;
   readonly #transport: FakeTransport;
 
@@ -132,10 +138,13 @@ export class FakeChannel implements Channel {
     this.#transport = transport;
   }
 
-  unary(call: OutboundCall, input: unknown): Promise<unknown> {
+  unary(call: UnaryCall, input: unknown): void {
     this.calls.push(call);
     this.#transport.calls.push(this.url);
-    return this.#transport.script(this.url, call, input);
+    this.#transport.script(this.url, call, input).then(
+      (output) => call.answered(output),
+      (error: unknown) => call.failed(error),
+    );
   }
 
   close(): void {
@@ -173,32 +182,20 @@ export class FakeTransport implements ClientTransport {
   }
 }
 
-/** Resolves with `value` after `ms`, or rejects as a channel does when the call's signal aborts. */
-export function after<T>(ms: number, value: T, signal?: AbortSignal): Promise<T> {
+/** Resolves with `value` after `ms`, or rejects as a channel does when the caller gives up on `call`. */
+export function after<T>(ms: number, value: T, call?: OutboundCall): Promise<T> {
   return new Promise((resolve, reject) => {
-    const onAbort = () => {
+    const timer = setTimeout(() => resolve(value), ms);
+    call?.onStop((reason) => {
       clearTimeout(timer);
-      reject(aborted(signal as AbortSignal));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve(value);
-    }, ms);
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener("abort", onAbort, { once: true });
+      reject(reason);
+    });
   });
 }
 
-/** Never answers; rejects when the call's signal aborts. */
-export function hang(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(aborted(signal));
-    signal.addEventListener("abort", () => reject(aborted(signal)), { once: true });
-  });
-}
-
-function aborted(signal: AbortSignal): GantryError {
-  return signal.reason instanceof GantryError ? signal.reason : coreErrors.create("GANTRY_ERR_CANCELLED");
+/** Never answers; rejects when the caller gives up on `call`. */
+export function hang(call: OutboundCall): Promise<never> {
+  return new Promise((_, reject) => call.onStop(reject));
 }
 
 export function connectRefused(url: string): GantryError {

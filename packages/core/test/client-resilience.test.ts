@@ -289,7 +289,7 @@ describe("outlier ejection", () => {
       if (probe === undefined && broken) throw unavailable();
       return new Promise((resolve, reject) => {
         probe = (error) => (error === undefined ? resolve({ message: url }) : reject(error));
-        hang(call.signal).catch(reject);
+        hang(call).catch(reject);
       });
     };
     for (let i = 0; i < 9; i++) await settle(runtime.call(sayHello, {}));
@@ -414,7 +414,7 @@ describe("outlier ejection", () => {
     const ejections = collect<EjectionMessage>(clientChannels.ejection);
     const policy = { balancer: "round-robin", ejection: { consecutiveFailures: 2 } } as const;
     const hangOne = (made: ReturnType<typeof runtimeOf>) => {
-      made.transport.script = async (url, call) => (url === urlOf(1) ? hang(call.signal) : { message: url });
+      made.transport.script = async (url, call) => (url === urlOf(1) ? hang(call) : { message: url });
     };
     // The caller's deadline (5 ms) is far inside the call's own timeout (1 s): misses say nothing.
     const inherited = runtimeOf({ instances: [instance(1), instance(2)], policy: { ...policy, timeoutMs: 1000 } });
@@ -464,7 +464,7 @@ describe("outlier ejection", () => {
       instances: [instance(1), instance(2)],
       policy: { balancer: "round-robin", timeoutMs: 5, ejection: { consecutiveFailures: 2 } },
     });
-    transport.script = async (url, call) => (url === urlOf(1) ? hang(call.signal) : { message: url });
+    transport.script = async (url, call) => (url === urlOf(1) ? hang(call) : { message: url });
     for (let i = 0; i < 6; i++) await settle(runtime.call(sayHello, {}));
     expect(ejections.map((e) => [e.instance, e.state])).toEqual([["i1", "ejected"]]);
   });
@@ -475,7 +475,7 @@ describe("outlier ejection", () => {
       instances: [instance(1), instance(2)],
       policy: { balancer: "round-robin", ejection: { consecutiveFailures: 2 } },
     });
-    transport.script = async (url, call) => (url === urlOf(1) ? hang(call.signal) : { message: url });
+    transport.script = async (url, call) => (url === urlOf(1) ? hang(call) : { message: url });
     for (let i = 0; i < 6; i++) await settle(runtime.call(sayHello, {}, { timeoutMs: 5 }));
     expect(ejections.map((e) => [e.instance, e.state])).toEqual([["i1", "ejected"]]);
   });
@@ -486,7 +486,7 @@ describe("outlier ejection", () => {
       instances: [instance(1), instance(2)],
       policy: { balancer: "round-robin", ejection: { consecutiveFailures: 2 } },
     });
-    transport.script = async (url, call) => (url === urlOf(1) ? hang(call.signal) : { message: url });
+    transport.script = async (url, call) => (url === urlOf(1) ? hang(call) : { message: url });
     for (let i = 0; i < 6; i++) {
       await settle(runtime.call(sayHello, {}, { deadline: Date.now() + 5, timeoutMs: 1000 }));
     }

@@ -2,7 +2,14 @@ import diagnostics from "node:diagnostics_channel";
 import { getEventListeners } from "node:events";
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { DeadlineQueue, MAX_TIMER_MS } from "../src/client/deadline.js";
-import { ClientRuntime, clientChannels, FIRST_SNAPSHOT_WAIT_MS, type OutboundCall } from "../src/client/index.js";
+import {
+  ClientRuntime,
+  type ClientTransport,
+  clientChannels,
+  FIRST_SNAPSHOT_WAIT_MS,
+  type OutboundCall,
+  type UnaryCall,
+} from "../src/client/index.js";
 import { coreErrors, GantryError } from "../src/index.js";
 import {
   after,
@@ -350,12 +357,12 @@ describe("streaming calls", () => {
 });
 
 describe("deadlines", () => {
-  test("the policy's timeout bounds the call; the attempt's signal aborts; DEADLINE_EXCEEDED names it", async () => {
+  test("the policy's timeout bounds the call; the channel is told to cancel; DEADLINE_EXCEEDED names it", async () => {
     const { runtime, transport } = runtimeOf({ instances: [instance(1)], policy: { timeoutMs: 30 } });
     const seen: OutboundCall[] = [];
     transport.script = (_, call) => {
       seen.push(call);
-      return hang(call.signal);
+      return hang(call);
     };
     const before = Date.now();
     const error = await rejected(runtime.call(getHello, {}));
@@ -366,7 +373,7 @@ describe("deadlines", () => {
     );
     expect(error.details).toEqual({});
     expect(seen).toHaveLength(1);
-    expect(seen[0].signal.aborted).toBe(true);
+    expect(seen[0].stopped?.code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
     expect(seen[0].deadline).toBeGreaterThanOrEqual(before + 30);
     expect(seen[0].deadline).toBeLessThanOrEqual(Date.now());
   });
@@ -410,7 +417,7 @@ describe("deadlines", () => {
     const seen: OutboundCall[] = [];
     transport.script = (_, call) => {
       seen.push(call);
-      return hang(call.signal);
+      return hang(call);
     };
     const controller = new AbortController();
     const pending = runtime.call(getHello, {}, { signal: controller.signal });
@@ -419,7 +426,7 @@ describe("deadlines", () => {
     const error = await rejected(pending);
     expect(error.code).toBe("GANTRY_ERR_CANCELLED");
     expect(error.status).toBe("CANCELLED");
-    expect(seen[0].signal.aborted).toBe(true);
+    expect(seen[0].stopped?.code).toBe("GANTRY_ERR_CANCELLED");
     // An aborted signal fails at once.
     expect((await rejected(runtime.call(getHello, {}, { signal: controller.signal }))).code).toBe(
       "GANTRY_ERR_CANCELLED",
@@ -441,7 +448,7 @@ describe("deadlines", () => {
     await expect(Promise.all([plain, ...timed])).resolves.toHaveLength(4);
     expect(vi.getTimerCount()).toBeLessThanOrEqual(1);
     // Its deadline still fires on time for a call that outlives it.
-    transport.script = (_, call) => hang(call.signal);
+    transport.script = (_, call) => hang(call);
     const late = runtime.call(getHello, {}, { deadline: Date.now() + 3000 });
     await vi.advanceTimersByTimeAsync(2999);
     let settled = false;
@@ -467,7 +474,7 @@ describe("deadlines farther than a timer can hold (2^31 − 1 ms, 24.8 days)", (
     const fire = vi.spyOn(DeadlineQueue.prototype, "fire");
     try {
       const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
-      transport.script = (url, call) => after(30, { message: url }, call.signal);
+      transport.script = (url, call) => after(30, { message: url }, call);
       await expect(runtime.call(getHello, {}, { deadline: Date.now() + 30 * DAY })).resolves.toBeDefined();
       await expect(runtime.call(getHello, {}, { deadline: Number.POSITIVE_INFINITY })).resolves.toBeDefined();
       await new Promise((resolve) => setImmediate(resolve));
@@ -484,7 +491,7 @@ describe("deadlines farther than a timer can hold (2^31 − 1 ms, 24.8 days)", (
     vi.useFakeTimers();
     const setTimeoutSpy = vi.spyOn(globalThis, "setTimeout");
     const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
-    transport.script = (_, call) => hang(call.signal);
+    transport.script = (_, call) => hang(call);
     let settled = false;
     const pending = rejected(runtime.call(getHello, {}, { deadline: Date.now() + MAX_TIMER_MS + 1000 })).finally(() => {
       settled = true;
@@ -669,7 +676,7 @@ describe("signals", () => {
     process.on("warning", onWarning);
     try {
       const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
-      transport.script = (url, call) => after(5, { message: url }, call.signal);
+      transport.script = (url, call) => after(5, { message: url }, call);
       await Promise.all(Array.from({ length: 50 }, () => runtime.call(getHello, {})));
       await new Promise((resolve) => setImmediate(resolve));
       expect(warnings.filter((w) => w.name === "MaxListenersExceededWarning")).toEqual([]);
@@ -678,7 +685,7 @@ describe("signals", () => {
     }
   });
 
-  test("a channel that reads the signal after the deadline finds it aborted with the reason", async () => {
+  test("a channel that sets its cancel hook after the deadline has it called at once, with the reason", async () => {
     const { runtime, transport } = runtimeOf({ instances: [instance(1)], policy: { timeoutMs: 5 } });
     let late: OutboundCall | undefined;
     transport.script = (_, call) => {
@@ -686,9 +693,48 @@ describe("signals", () => {
       return new Promise(() => {});
     };
     expect((await rejected(runtime.call(getHello, {}))).code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
-    const signal = (late as OutboundCall).signal;
-    expect(signal.aborted).toBe(true);
-    expect((signal.reason as GantryError).code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    const call = late as OutboundCall;
+    expect(call.stopped?.code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    const reasons: string[] = [];
+    call.onStop((reason) => reasons.push(reason.code));
+    expect(reasons).toEqual(["GANTRY_ERR_DEADLINE_EXCEEDED"]);
+  });
+
+  test("a cancel hook that throws does not stop the deadline timer or close()", async () => {
+    const { runtime, transport } = runtimeOf({ instances: [instance(1)], policy: { timeoutMs: 5 } });
+    transport.script = (_, call) => {
+      call.onStop(() => {
+        throw new Error("the channel is broken");
+      });
+      return new Promise(() => {});
+    };
+    const calls = [runtime.call(getHello, {}), runtime.call(getHello, {})];
+    for (const call of calls) expect((await rejected(call)).code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    const pending = runtime.call(getHello, {}, { timeoutMs: 60_000 });
+    await until(() => transport.calls.length === 3);
+    await runtime.close();
+    expect((await rejected(pending)).code).toBe("GANTRY_ERR_SHUTTING_DOWN");
+  });
+
+  test("reports after the first are ignored: a second answer, a failure after the answer", async () => {
+    let sent: UnaryCall | undefined;
+    const reporting: ClientTransport = {
+      kind: "grpc",
+      channel: () => ({
+        unary(call) {
+          sent = call;
+          call.answered({ message: "first" });
+          call.failed(unavailable());
+          call.answered({ message: "second" });
+        },
+        close() {},
+      }),
+    };
+    const resolver = new FakeResolver([instance(1)]);
+    const runtime = new ClientRuntime({ service, resolver, transports: [reporting], log: silentLog });
+    expect(await runtime.call(getHello, {})).toEqual({ message: "first" });
+    expect(sent?.stopped).toBeUndefined();
+    await runtime.close();
   });
 });
 
@@ -697,7 +743,7 @@ describe("the caller's signal", () => {
 
   test("an inbound call past its deadline fails its outbound calls with DEADLINE_EXCEEDED, not CANCELLED", async () => {
     const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
-    transport.script = (_, call) => hang(call.signal);
+    transport.script = (_, call) => hang(call);
     // During an attempt.
     const parent = new AbortController();
     const pending = runtime.call(getHello, {}, { signal: parent.signal });
@@ -764,12 +810,18 @@ describe("the caller's signal", () => {
     }
   });
 
-  test("each attempt has a signal of its own, which close() aborts", async () => {
+  test("close() tells the channel of every attempt in flight to cancel it, with SHUTTING_DOWN", async () => {
     const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
     const seen: OutboundCall[] = [];
+    const cancelled: string[] = [];
     transport.script = (_, call) => {
       seen.push(call);
-      return hang(call.signal);
+      return new Promise((_resolve, reject) =>
+        call.onStop((reason) => {
+          cancelled.push(reason.code);
+          reject(reason);
+        }),
+      );
     };
     const caller = new AbortController();
     const pending = [
@@ -779,20 +831,15 @@ describe("the caller's signal", () => {
       runtime.call(getHello, {}, { signal: caller.signal }),
     ];
     await until(() => seen.length === 4);
-    // One signal shared by the calls in flight made each call's listener cost more the more there were.
-    expect(new Set(seen.map((call) => call.signal)).size).toBe(4);
-    expect(seen.map((call) => call.signal)).not.toContain(caller.signal);
     await runtime.close();
-    for (const call of seen) {
-      expect(call.signal.aborted).toBe(true);
-      expect((call.signal.reason as GantryError).code).toBe("GANTRY_ERR_SHUTTING_DOWN");
-    }
+    expect(cancelled).toEqual(Array(4).fill("GANTRY_ERR_SHUTTING_DOWN"));
+    for (const call of seen) expect(call.stopped?.code).toBe("GANTRY_ERR_SHUTTING_DOWN");
     for (const call of pending) expect((await rejected(call)).code).toBe("GANTRY_ERR_SHUTTING_DOWN");
   });
 
   test("calls in flight that share one caller's signal share one listener on it, and all end when it aborts", async () => {
     const { runtime, transport } = runtimeOf({ instances: [instance(1), instance(2)] });
-    transport.script = (_, call) => hang(call.signal);
+    transport.script = (_, call) => hang(call);
     // An inbound call making 200 calls at once: each one's listener would cost in proportion to the others.
     const parent = new AbortController();
     const pending = Array.from({ length: 200 }, (_, i) =>
@@ -809,7 +856,7 @@ describe("the caller's signal", () => {
     expect(getEventListeners(own.signal, "abort")).toEqual([]);
   });
 
-  test("close() fails a call in flight even when its channel never looks at the signal", async () => {
+  test("close() fails a call in flight even when its channel sets no cancel hook", async () => {
     const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
     transport.script = () => new Promise(() => {});
     const pending = runtime.call(getHello, {});
@@ -827,7 +874,7 @@ describe("close", () => {
     const waiting = runtime.call(getHello, {});
     resolver.snapshot([instance(1)]);
     await expect(waiting).resolves.toBeDefined();
-    transport.script = (_, call) => hang(call.signal);
+    transport.script = (_, call) => hang(call);
     const plain = runtime.call(getHello, {});
     const withDeadline = runtime.call(getHello, {}, { deadline: Date.now() + 60_000 });
     await until(() => transport.calls.length === 3);
@@ -852,7 +899,7 @@ describe("close", () => {
 
   test("a slow answer after close does not reopen anything", async () => {
     const { runtime, transport } = runtimeOf({ instances: [instance(1)] });
-    transport.script = (_, call) => after(20, { message: "late" }, call.signal);
+    transport.script = (_, call) => after(20, { message: "late" }, call);
     const pending = runtime.call(getHello, {});
     await until(() => transport.calls.length === 1);
     await runtime.close();

@@ -9,13 +9,14 @@ import {
   statusFromCode,
 } from "@gantry/core";
 import {
-  abortError,
   type Channel,
   type ClientTransport,
   calleeAnswer,
   deadlineError,
   notSendable,
   type OutboundCall,
+  stopSignal,
+  type UnaryCall,
 } from "@gantry/core/client";
 import {
   type ChannelCredentials,
@@ -75,7 +76,7 @@ const MiB = 1024 * 1024;
  * @example
  * const transport = grpcClientTransport({ tls: { ca: "/etc/gantry/ca.pem" } });
  * const channel = transport.channel("grpcs://10.0.0.5:50051");
- * const reply = await channel.unary({ method, deadline: Date.now() + 1000, metadata: {}, signal }, request);
+ * const reply = await sendUnary(channel, { method, deadline: Date.now() + 1000, metadata: {} }, request);
  * channel.close();
  */
 export function grpcClientTransport(options: GrpcClientOptions = {}): ClientTransport {
@@ -148,11 +149,15 @@ class GrpcChannel implements Channel {
     this.#target = parseTarget(url);
   }
 
-  unary(call: OutboundCall, input: unknown): Promise<unknown> {
-    const { method, signal, deadline } = call;
+  unary(call: UnaryCall, input: unknown): void {
+    const method = call.method;
+    const deadline = call.deadline;
     const started = Date.now();
     const refused = notSendable(call, started);
-    if (refused !== undefined) return Promise.reject(refused);
+    if (refused !== undefined) {
+      call.failed(refused);
+      return;
+    }
     let bytes: Buffer;
     let client: Client;
     try {
@@ -161,42 +166,41 @@ class GrpcChannel implements Channel {
       bytes = encodeMessage(method.input, input, method.path);
       client = this.#open();
     } catch (error) {
-      return Promise.reject(error);
+      call.failed(error);
+      return;
     }
-    return new Promise((resolve, reject) => {
-      let done = false;
-      const onAbort = () => pending.cancel();
-      const pending = client.makeUnaryRequest(
-        method.path,
-        identity,
-        // Decoded in the callback rather than in grpc-js's deserializer, for the same reason.
-        identity,
-        bytes,
-        outboundMetadata(call.metadata),
-        { deadline },
-        (error: ServiceError | null, reply?: Buffer) => {
-          done = true;
-          signal.removeEventListener("abort", onAbort);
-          if (error !== null) {
-            reject(signal.aborted ? abortError(call, started) : this.#failure(error, method.path, started, deadline));
-            return;
-          }
-          try {
-            resolve(this.#reply(method, reply ?? EMPTY));
-          } catch (badReply) {
-            reject(badReply);
-          }
-        },
-      );
-      if (!done) signal.addEventListener("abort", onAbort, { once: true });
-    });
+    const pending = client.makeUnaryRequest(
+      method.path,
+      identity,
+      // Decoded in the callback rather than in grpc-js's deserializer, for the same reason.
+      identity,
+      bytes,
+      outboundMetadata(call.metadata),
+      { deadline },
+      (error: ServiceError | null, reply?: Buffer) => {
+        if (error !== null) {
+          call.failed(call.stopped ?? this.#failure(error, method.path, started, deadline));
+          return;
+        }
+        let output: unknown;
+        try {
+          output = this.#reply(method, reply ?? EMPTY);
+        } catch (badReply) {
+          call.failed(badReply);
+          return;
+        }
+        call.answered(output);
+      },
+    );
+    call.onStop(() => pending.cancel());
   }
 
   stream(call: OutboundCall, input: unknown): Promise<unknown> {
-    const { method, signal, deadline } = call;
+    const { method, deadline } = call;
     const started = Date.now();
     const refused = notSendable(call, started);
     if (refused !== undefined) return Promise.reject(refused);
+    const signal = stopSignal(call);
     let client: Client;
     try {
       client = this.#open();
@@ -208,7 +212,7 @@ class GrpcChannel implements Channel {
     // call is cancelled, and that error, not CANCELLED, is what the caller sees.
     let inputError: unknown;
     const fail = (error: ServiceError): unknown =>
-      inputError ?? (signal.aborted ? abortError(call, started) : this.#failure(error, method.path, started, deadline));
+      inputError ?? call.stopped ?? this.#failure(error, method.path, started, deadline);
     const pump = (stream: ClientWritableStream<Buffer>) =>
       sendAll(stream, method, input, signal).catch((error: unknown) => {
         inputError = error;
@@ -328,7 +332,7 @@ class GrpcChannel implements Channel {
     if (BAD_REPLY.test(error.details)) return this.#badResponse(method, error.details, error);
     if (status === "DEADLINE_EXCEEDED") return deadlineError(started, deadline ?? Date.now(), error);
     if (status === "CANCELLED") {
-      // Not by this caller (its signal did not abort): the server reset the stream, as grpc-js does to
+      // Not by this caller (it did not give up): the server reset the stream, as grpc-js does to
       // every call when it shuts down. For the caller that is the server going away mid-call.
       return new GantryError("UNAVAILABLE", `${this.#url} cancelled the call: ${error.details}`, { cause: error });
     }

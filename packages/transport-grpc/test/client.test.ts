@@ -15,6 +15,7 @@ import {
   ProbeService,
   probeCall,
   probeMethod,
+  promised,
 } from "@gantry/core/testing";
 import {
   Server,
@@ -100,7 +101,7 @@ const transport = grpcClientTransport();
 const channels: { close(): void }[] = [];
 
 function channel(url: string, client = transport) {
-  const made = client.channel(url);
+  const made = promised(client.channel(url));
   channels.push(made);
   return made;
 }
@@ -292,7 +293,7 @@ describe("gRPC client against a Gantry server", () => {
   test("close() closes the connection, and later calls fail with GANTRY_ERR_CONNECT", async () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
-      const closing = transport.channel(proxy.url);
+      const closing = promised(transport.channel(proxy.url));
       await closing.unary(probeCall("Echo"), {});
       expect(proxy.open.size).toBe(1);
       closing.close();
@@ -308,7 +309,7 @@ describe("gRPC client against a Gantry server", () => {
   test("close() lets the calls in flight finish, then closes the connection", async () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
-      const closing = transport.channel(proxy.url);
+      const closing = promised(transport.channel(proxy.url));
       const key = "close-in-flight";
       const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));
       const release = channelProbe.gate(key);

@@ -23,6 +23,7 @@ import {
   type ValueType,
   writeMessage,
 } from "@gantry/core";
+import { sendUnary } from "@gantry/core/client";
 import {
   Server,
   ServerCredentials,
@@ -162,8 +163,8 @@ function methodOf(service: ServiceDescriptor, name: string): MethodDescriptor {
 async function callJson(url: string, method: MethodDescriptor, json: unknown): Promise<unknown> {
   const channel = grpcClientTransport().channel(url);
   try {
-    const call = { method, deadline: Date.now() + 5000, metadata: {}, signal: new AbortController().signal };
-    return writeMessage(method.output, await channel.unary(call, readMessage(method.input, json)));
+    const request = { method, deadline: Date.now() + 5000, metadata: {} };
+    return writeMessage(method.output, await sendUnary(channel, request, readMessage(method.input, json)));
   } finally {
     channel.close();
   }

@@ -21,13 +21,12 @@ import {
   writeMessage,
 } from "@gantry/core";
 import {
-  abortError,
   type Channel,
   type ClientTransport,
   calleeAnswer,
   deadlineError,
   notSendable,
-  type OutboundCall,
+  type UnaryCall,
 } from "@gantry/core/client";
 
 export interface HttpClientOptions {
@@ -68,7 +67,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  *
  * @example
  * const channel = httpClientTransport().channel("http://10.0.0.5:8080");
- * const reply = await channel.unary({ method, deadline: Date.now() + 1000, metadata: {}, signal }, request);
+ * const reply = await sendUnary(channel, { method, deadline: Date.now() + 1000, metadata: {} }, request);
  * channel.close();
  */
 export function httpClientTransport(options: HttpClientOptions = {}): ClientTransport {
@@ -129,11 +128,14 @@ class HttpChannel implements Channel {
     this.#target = parseTarget(url);
   }
 
-  unary(call: OutboundCall, input: unknown): Promise<unknown> {
-    const { method, signal, deadline } = call;
+  unary(call: UnaryCall, input: unknown): void {
+    const { method, deadline } = call;
     const started = Date.now();
     const refused = notSendable(call, started);
-    if (refused !== undefined) return Promise.reject(refused);
+    if (refused !== undefined) {
+      call.failed(refused);
+      return;
+    }
     let body: string;
     let agent: Agent;
     let target: Target;
@@ -141,96 +143,93 @@ class HttpChannel implements Channel {
       body = JSON.stringify(this.#settings.rawJson ? input : writeMessage(method.input, input, method.path));
       [agent, target] = this.#open();
     } catch (error) {
-      return Promise.reject(error);
+      call.failed(error);
+      return;
     }
     const headers = outboundHeaders(call.metadata);
     headers["content-type"] = "application/json";
     headers.accept = "application/json";
     headers["content-length"] = Buffer.byteLength(body);
     if (deadline !== undefined) headers[TIMEOUT_HEADER] = formatTimeout(deadline - started);
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      /** Whether the request may have reached the server: its connection was open when it was written. */
-      let connected = false;
-      let timer: NodeJS.Timeout | undefined;
-      const req = request({
-        agent,
-        hostname: target.hostname,
-        port: target.port,
-        path: target.prefix + method.path,
-        method: "POST",
-        headers,
-      });
-      this.#inFlight++;
-      const settle = (error: GantryError | undefined, output?: unknown) => {
-        if (settled) return;
-        settled = true;
-        if (timer !== undefined) clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        // The connection cannot carry another call after an unfinished one: destroy it, not pool it.
-        // Past the deadline, not at once: the server has the deadline too and ends the method itself
-        // with DEADLINE_EXCEEDED; a connection closed at that same instant would race it (CANCELLED).
-        if (error?.status === "DEADLINE_EXCEEDED") {
-          const grace = setTimeout(() => req.destroy(), DEADLINE_GRACE_MS);
-          grace.unref();
-          req.once("close", () => clearTimeout(grace));
-        } else if (error !== undefined) req.destroy();
-        if (--this.#inFlight === 0 && this.#closed) this.#release();
-        if (error === undefined) resolve(output);
-        else reject(error);
-      };
-      const onAbort = () => settle(abortError(call, started));
-      signal.addEventListener("abort", onAbort, { once: true });
-      // One timer, and only for a deadline that a timer can hold (setTimeout fires at once past ~24.8 days).
-      if (deadline !== undefined && deadline - started <= MAX_TIMER_MS) {
-        timer = setTimeout(() => settle(deadlineError(started, deadline)), deadline - started);
+    let settled = false;
+    /** Whether the request may have reached the server: its connection was open when it was written. */
+    let connected = false;
+    let timer: NodeJS.Timeout | undefined;
+    const req = request({
+      agent,
+      hostname: target.hostname,
+      port: target.port,
+      path: target.prefix + method.path,
+      method: "POST",
+      headers,
+    });
+    this.#inFlight++;
+    const settle = (error: GantryError | undefined, output?: unknown) => {
+      if (settled) return;
+      settled = true;
+      if (timer !== undefined) clearTimeout(timer);
+      // The connection cannot carry another call after an unfinished one: destroy it, not pool it.
+      // Past the deadline, not at once: the server has the deadline too and ends the method itself
+      // with DEADLINE_EXCEEDED; a connection closed at that same instant would race it (CANCELLED).
+      if (error?.status === "DEADLINE_EXCEEDED") {
+        const grace = setTimeout(() => req.destroy(), DEADLINE_GRACE_MS);
+        grace.unref();
+        req.once("close", () => clearTimeout(grace));
+      } else if (error !== undefined) req.destroy();
+      if (--this.#inFlight === 0 && this.#closed) this.#release();
+      if (error === undefined) call.answered(output);
+      else call.failed(error);
+    };
+    call.onStop((reason) => settle(reason));
+    // One timer, and only for a deadline that a timer can hold (setTimeout fires at once past ~24.8 days).
+    if (deadline !== undefined && deadline - started <= MAX_TIMER_MS) {
+      timer = setTimeout(() => settle(deadlineError(started, deadline)), deadline - started);
+    }
+    req.on("socket", (socket: Socket) => {
+      if (!socket.connecting) connected = true;
+      else socket.once("connect", () => (connected = true));
+    });
+    req.on("error", (error: NodeJS.ErrnoException) => {
+      settle(connected ? this.#lost(error) : this.#unreachable(error));
+    });
+    req.on("response", (res: IncomingMessage) => {
+      const limit = this.#settings.maxResponseBytes;
+      const tooLarge = () => this.#badResponse(method.path, `the reply is larger than ${limit} bytes`);
+      if (Number(res.headers["content-length"]) > limit) {
+        settle(tooLarge());
+        return;
       }
-      req.on("socket", (socket: Socket) => {
-        if (!socket.connecting) connected = true;
-        else socket.once("connect", () => (connected = true));
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > limit) settle(tooLarge());
+        else chunks.push(chunk);
       });
-      req.on("error", (error: NodeJS.ErrnoException) => {
-        settle(connected ? this.#lost(error) : this.#unreachable(error));
-      });
-      req.on("response", (res: IncomingMessage) => {
-        const limit = this.#settings.maxResponseBytes;
-        const tooLarge = () => this.#badResponse(method.path, `the reply is larger than ${limit} bytes`);
-        if (Number(res.headers["content-length"]) > limit) {
-          settle(tooLarge());
+      res.on("end", () => {
+        const text = Buffer.concat(chunks, size).toString("utf8");
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status > 299) {
+          settle(responseError(this.#url, status, res.headers, text));
           return;
         }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on("data", (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > limit) settle(tooLarge());
-          else chunks.push(chunk);
-        });
-        res.on("end", () => {
-          const text = Buffer.concat(chunks, size).toString("utf8");
-          const status = res.statusCode ?? 0;
-          if (status < 200 || status > 299) {
-            settle(responseError(this.#url, status, res.headers, text));
-            return;
-          }
-          let output: unknown;
-          try {
-            const json: unknown = JSON.parse(text);
-            output = this.#settings.rawJson ? json : readMessage(method.output, json, { rules: false });
-          } catch (error) {
-            settle(this.#badResponse(method.path, clip((error as Error).message), error));
-            return;
-          }
-          settle(undefined, output);
-        });
-        res.on("error", (error: NodeJS.ErrnoException) => settle(this.#lost(error)));
-        res.on("close", () => {
-          if (!res.complete)
-            settle(this.#lost(Object.assign(new Error("the connection closed"), { code: "ECONNRESET" })));
-        });
+        let output: unknown;
+        try {
+          const json: unknown = JSON.parse(text);
+          output = this.#settings.rawJson ? json : readMessage(method.output, json, { rules: false });
+        } catch (error) {
+          settle(this.#badResponse(method.path, clip((error as Error).message), error));
+          return;
+        }
+        settle(undefined, output);
       });
-      req.end(body);
+      res.on("error", (error: NodeJS.ErrnoException) => settle(this.#lost(error)));
+      res.on("close", () => {
+        if (!res.complete)
+          settle(this.#lost(Object.assign(new Error("the connection closed"), { code: "ECONNRESET" })));
+      });
     });
+    req.end(body);
   }
 
   /**

@@ -27,6 +27,7 @@ import {
   ProbeService,
   probeCall,
   probeMethod,
+  promised,
 } from "@gantry/core/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from "vitest";
 import { httpClientTransport, httpTransport } from "../src/index.js";
@@ -105,7 +106,7 @@ const transport = httpClientTransport();
 const channels: { close(): void }[] = [];
 
 function channel(url: string, client = transport) {
-  const made = client.channel(url);
+  const made = promised(client.channel(url));
   channels.push(made);
   return made;
 }
@@ -338,7 +339,7 @@ describe("HTTP client against a Gantry server", () => {
   test("close() closes every connection, and later calls fail with GANTRY_ERR_CONNECT", async () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
-      const closing = transport.channel(proxy.url);
+      const closing = promised(transport.channel(proxy.url));
       await Promise.all(Array.from({ length: 3 }, () => closing.unary(probeCall("Echo"), {})));
       expect(proxy.open.size).toBeGreaterThan(0);
       closing.close();
@@ -353,7 +354,7 @@ describe("HTTP client against a Gantry server", () => {
   test("close() lets the calls in flight finish, closing idle connections at once and the rest after", async () => {
     const proxy = await TcpProxy.start(portOf(url));
     try {
-      const closing = transport.channel(proxy.url);
+      const closing = promised(transport.channel(proxy.url));
       await closing.unary(probeCall("Echo"), {});
       const key = "close-in-flight";
       const running = new Promise<void>((resolve) => channelProbe.started.set(key, resolve));

@@ -36,7 +36,7 @@ export {
   type ThrottleMessage,
   throttleChannel,
 } from "./diagnostics.js";
-export { abortError, calleeAnswer, deadlineError, notSendable, relayMessage } from "./outbound.js";
+export { calleeAnswer, deadlineError, notSendable, relayMessage, sendUnary, stopSignal } from "./outbound.js";
 export { DEFAULT_POLICY, type ResolvedPolicy, resolvePolicy } from "./policy.js";
 export {
   backoffMs,
@@ -58,5 +58,7 @@ export type {
   ClientTransport,
   InstanceStats,
   OutboundCall,
+  OutboundRequest,
   RuntimeCallOptions,
+  UnaryCall,
 } from "./types.js";

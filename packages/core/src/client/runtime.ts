@@ -25,7 +25,14 @@ import {
 import { isCalleeAnswer, setRelayMessage } from "./outbound.js";
 import { intercepted, type ResolvedPolicy, resolvePolicy, timeoutOf } from "./policy.js";
 import { backoffMs, mayRetry, RetryBudget } from "./retry.js";
-import type { Channel, ClientRuntimeOptions, ClientTransport, OutboundCall, RuntimeCallOptions } from "./types.js";
+import type {
+  Channel,
+  ClientRuntimeOptions,
+  ClientTransport,
+  OutboundCall,
+  RuntimeCallOptions,
+  UnaryCall,
+} from "./types.js";
 
 /**
  * How long a call with no deadline waits for the registry's first answer before it fails with
@@ -103,6 +110,13 @@ class CallState {
   failed: Peer[] | undefined = undefined;
   /** Set when the runtime stopped the call. */
   stopped: Stop | undefined = undefined;
+  /** performance.now() when the current attempt started. */
+  began = 0;
+  /** Settle the caller's promise: set once the call is admitted. */
+  resolve: (value: unknown) => void = ignore;
+  reject: (error: unknown) => void = ignore;
+  /** The caller's promise is settled. */
+  done = false;
 
   constructor(
     method: MethodDescriptor,
@@ -124,72 +138,59 @@ class CallState {
 }
 
 /**
- * What an attempt sends, and what settles it: whichever comes first of the channel's answer, the
- * deadline (on the client's one DeadlineQueue timer), the caller's signal and close().
+ * What an attempt sends, and what settles it: whichever comes first of the channel's report, the
+ * deadline (on the client's one DeadlineQueue timer), the caller's signal and close(). The one object
+ * an attempt makes: the channel reports to it, and learns of the caller giving up through its hook.
  *
- * Its signal is its own, made only if the channel reads it, and aborted only by this attempt's end.
- * A signal shared by every call in flight would cost each call the listener the channel adds and
- * removes, in time proportional to the listeners already on it (20 µs a call at 5000 in flight):
- * close() finds the attempts in flight in the deadline queue and in a Set instead; a caller's signal
- * that many calls share gets one listener of the runtime's (see CallerSignals).
+ * close() finds the attempts in flight in the deadline queue and in a Set; a caller's signal that many
+ * calls share gets one listener of the runtime's (see CallerSignals).
  */
-class Attempt extends Expiring implements OutboundCall, Cancellable {
+class Attempt extends Expiring implements UnaryCall, Cancellable {
   readonly method: MethodDescriptor;
   readonly deadline: number | undefined;
   /** The call's metadata, and the attempt's trace context when it is traced. */
   metadata: Readonly<Record<string, string>>;
   readonly #call: CallState;
+  readonly #peer: Peer;
   readonly #runtime: Guards;
-  readonly #resolve: (value: unknown) => void;
-  readonly #reject: (error: unknown) => void;
-  #controller: AbortController | undefined = undefined;
+  #cancel: ((reason: GantryError) => void) | undefined = undefined;
   #stopError: GantryError | undefined = undefined;
   #settled = false;
   #shared: Shared | undefined = undefined;
   #span: Span | undefined = undefined;
-  /** Set while someone listens on `gantry:client:attempt`. */
-  #peer: Peer | undefined = undefined;
+  /** performance.now() at the start when someone listened on `gantry:client:attempt`; else 0. */
   #startedAt = 0;
 
-  constructor(call: CallState, runtime: Guards, resolve: (value: unknown) => void, reject: (error: unknown) => void) {
+  constructor(call: CallState, peer: Peer, runtime: Guards) {
     super();
     this.method = call.method;
     this.deadline = call.deadline;
     this.metadata = call.metadata;
     this.#call = call;
+    this.#peer = peer;
     this.#runtime = runtime;
-    this.#resolve = resolve;
-    this.#reject = reject;
   }
 
-  get signal(): AbortSignal {
-    if (this.#controller === undefined) {
-      this.#controller = new AbortController();
-      if (this.#stopError !== undefined) this.#controller.abort(this.#stopError);
-    }
-    return this.#controller.signal;
+  get stopped(): GantryError | undefined {
+    return this.#stopError;
+  }
+
+  onStop(cancel: (reason: GantryError) => void): void {
+    if (this.#stopError !== undefined) cancel(this.#stopError);
+    else if (!this.#settled) this.#cancel = cancel;
   }
 
   /**
-   * Starts the attempt's client span when an OpenTelemetry SDK is registered, and its clock when
-   * someone listens on `gantry:client:attempt`.
+   * Starts the attempt: its client span when an OpenTelemetry SDK is registered, its clock when
+   * someone listens on `gantry:client:attempt`, and what can stop it (its deadline, the caller's signal).
    */
-  trace(peer: Peer): void {
-    if (attemptChannel.hasSubscribers) {
-      this.#peer = peer;
-      this.#startedAt = performance.now();
-    }
-    const traced = traceAttempt(this.#call, peer, this.metadata);
-    if (traced === undefined) return;
-    this.#span = traced.span;
-    this.metadata = traced.metadata;
-  }
-
-  #report(error: GantryError | undefined): void {
-    attemptEnded(this.#call, this.#peer, this.#span, this.#startedAt, error);
-  }
-
   start(): void {
+    if (attemptChannel.hasSubscribers) this.#startedAt = performance.now();
+    const traced = traceAttempt(this.#call, this.#peer, this.metadata);
+    if (traced !== undefined) {
+      this.#span = traced.span;
+      this.metadata = traced.metadata;
+    }
     const deadline = this.deadline;
     if (deadline !== undefined) {
       this.expiresAt = deadline;
@@ -213,31 +214,39 @@ class Attempt extends Expiring implements OutboundCall, Cancellable {
 
   stop(reason: Stop): void {
     if (this.#settled) return;
+    const cancel = this.#cancel;
     this.#finish();
     this.#call.stopped = reason;
     const error = stopError(reason, this.#call);
     this.#stopError = error;
-    this.#controller?.abort(error);
     this.#report(error);
-    this.#reject(error);
+    this.#runtime.ended(this.#call, this.#peer, undefined, error);
+    if (cancel !== undefined) cancelOnWire(cancel, error);
   }
 
   answered(value: unknown): void {
     if (this.#settled) return;
     this.#finish();
     this.#report(undefined);
-    this.#resolve(value);
+    this.#runtime.ended(this.#call, this.#peer, value, undefined);
   }
 
   failed(error: unknown): void {
     if (this.#settled) return;
     this.#finish();
-    if (this.#span !== undefined || this.#peer !== undefined) this.#report(toGantryError(error));
-    this.#reject(error);
+    const failure = toGantryError(error);
+    this.#report(failure);
+    this.#runtime.ended(this.#call, this.#peer, undefined, failure);
+  }
+
+  #report(error: GantryError | undefined): void {
+    if (this.#span === undefined && this.#startedAt === 0) return;
+    attemptEnded(this.#call, this.#startedAt === 0 ? undefined : this.#peer, this.#span, this.#startedAt, error);
   }
 
   #finish(): void {
     this.#settled = true;
+    this.#cancel = undefined;
     if (this.deadline !== undefined) this.#runtime.deadlines.remove(this);
     else this.#runtime.undated.delete(this);
     const signal = this.#call.signal;
@@ -246,14 +255,15 @@ class Attempt extends Expiring implements OutboundCall, Cancellable {
 }
 
 /**
- * A streaming call in flight, as its channel sends it: its own signal (aborted by the caller's signal
- * or close()), its client span, and its end, booked once.
+ * A streaming call in flight, as its channel sends it: the hook that cancels it (called by the caller's
+ * signal or close()), its client span, and its end, booked once.
  */
 class OpenStream implements OutboundCall, Cancellable {
   readonly method: MethodDescriptor;
   readonly deadline: number | undefined;
   readonly metadata: Readonly<Record<string, string>>;
-  readonly #controller = new AbortController();
+  stopped: GantryError | undefined = undefined;
+  #cancel: ((reason: GantryError) => void) | undefined = undefined;
   readonly #call: CallState;
   readonly #streams: Set<OpenStream>;
   readonly #onEnd: (error: GantryError | undefined) => void;
@@ -277,8 +287,9 @@ class OpenStream implements OutboundCall, Cancellable {
     call.signal?.addEventListener("abort", this, { once: true });
   }
 
-  get signal(): AbortSignal {
-    return this.#controller.signal;
+  onStop(cancel: (reason: GantryError) => void): void {
+    if (this.stopped !== undefined) cancel(this.stopped);
+    else this.#cancel = cancel;
   }
 
   /** The caller's signal aborted. */
@@ -288,15 +299,20 @@ class OpenStream implements OutboundCall, Cancellable {
 
   /** Cancels the call on the wire; the channel then fails it with the reason. */
   stop(reason: Stop): void {
-    if (this.#ended) return;
+    if (this.#ended || this.stopped !== undefined) return;
     this.#call.stopped = reason;
-    this.#controller.abort(stopError(reason, this.#call));
+    const error = stopError(reason, this.#call);
+    this.stopped = error;
+    const cancel = this.#cancel;
+    this.#cancel = undefined;
+    if (cancel !== undefined) cancelOnWire(cancel, error);
   }
 
   /** Books the end of the call, once: a GantryError for a failed one. */
   end(error: GantryError | undefined): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#cancel = undefined;
     this.#streams.delete(this);
     this.#call.signal?.removeEventListener("abort", this);
     attemptEnded(this.#call, this.#peer, this.#span, this.#startedAt, error);
@@ -314,6 +330,18 @@ class OpenStream implements OutboundCall, Cancellable {
     } finally {
       this.end(failure);
     }
+  }
+}
+
+/**
+ * Runs a channel's cancel hook. The attempt has ended already, with `reason`: a hook that throws has
+ * nothing left to fail, and must not take down the timer or close() that stopped it.
+ */
+function cancelOnWire(cancel: (reason: GantryError) => void, reason: GantryError): void {
+  try {
+    cancel(reason);
+  } catch {
+    // The call is over for its caller; what the channel does with its connection is its own.
   }
 }
 
@@ -356,12 +384,14 @@ function attemptEnded(
   attemptChannel.publish(message);
 }
 
-/** Where a runtime keeps its attempts in flight, so that close() can stop them. */
+/** Where a runtime keeps its attempts in flight, so that close() can stop them, and hears their end. */
 interface Guards {
   readonly deadlines: DeadlineQueue;
   /** Attempts without a deadline. */
   readonly undated: Set<Attempt>;
   readonly callers: CallerSignals;
+  /** An attempt ended: answered with `value`, or failed with `error` (by its channel or by the runtime). */
+  readonly ended: (call: CallState, peer: Peer, value: unknown, error: GantryError | undefined) => void;
 }
 
 /** What a caller's signal stops: an attempt, a wait for the registry, a backoff. */
@@ -531,6 +561,8 @@ function wake(backoff: Backoff): void {
   backoff.end(undefined);
 }
 
+function ignore(): void {}
+
 /** A delay a timer can hold (see MAX_TIMER_MS): at least 0, at most 2^31 − 1 ms. */
 function timerDelay(ms: number): number {
   return Math.min(MAX_TIMER_MS, Math.max(0, ms));
@@ -562,8 +594,8 @@ function stopError(reason: Stop, call: CallState): GantryError {
  *
  * Every error it rejects with is a GantryError: the callee's own status, code, details and violations
  * unchanged, its message followed by where it happened, naming the instance by its id:
- * `(hello.v1.HelloService/SayHello on instance i-7f3a, attempt 2 of 3)`. The endpoint called is in
- * `details.endpoint` rather than in the message, which a method may pass on to callers outside.
+ * `(hello.v1.HelloService/SayHello on instance i-7f3a, attempt 2 of 3)`. A method that lets it through
+ * tells its own callers only the callee's message, or what failed, never an address (`relayMessage`).
  *
  * - Before the registry's first snapshot a call waits for it, until its deadline, then fails with
  *   GANTRY_ERR_DEADLINE_EXCEEDED "(… the registry has not answered)"; a call without a deadline waits
@@ -599,7 +631,12 @@ export class ClientRuntime {
   readonly #throttle: AdaptiveThrottle | undefined;
   readonly #budget: RetryBudget;
   readonly #bulkhead: Bulkhead;
-  readonly #guards: Guards = { deadlines: new DeadlineQueue(), undated: new Set(), callers: new CallerSignals() };
+  readonly #guards: Guards = {
+    deadlines: new DeadlineQueue(),
+    undated: new Set(),
+    callers: new CallerSignals(),
+    ended: (call, peer, value, error) => this.#attemptEnded(call, peer, value, error),
+  };
   /** Calls waiting before a retry. */
   readonly #sleeping = new Set<Backoff>();
   readonly #streams = new Set<OpenStream>();
@@ -746,86 +783,126 @@ export class ClientRuntime {
     this.#available = [];
   }
 
-  /** The admitted call: the registry's first answer if need be, the throttle, then attempts and retries. */
-  async #run(call: CallState): Promise<unknown> {
+  /**
+   * The admitted call: the registry's first answer if need be, the throttle, then attempts and retries.
+   * Its one promise is settled by {@link #resolveCall} or {@link #rejectCall}; each attempt reports its
+   * end to {@link #attemptEnded}, which books it and answers, retries or fails the call.
+   */
+  #run(call: CallState): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      call.resolve = resolve;
+      call.reject = reject;
+      if (this.#ready) return this.#first(call);
+      let waited: Promise<void>;
+      try {
+        waited = this.#firstSnapshot(call);
+      } catch (error) {
+        return this.#rejectCall(call, error);
+      }
+      waited.then(
+        () => this.#first(call),
+        (error: unknown) => this.#rejectCall(call, error),
+      );
+    });
+  }
+
+  /** Before the first attempt: the throttle, and the call counted for the retry budget. */
+  #first(call: CallState): void {
+    const now = performance.now();
+    const throttle = this.#throttle;
+    if (throttle !== undefined) {
+      const p = throttle.reject(now);
+      if (p !== 0) {
+        this.#rejectCall(call, this.#throttled(call, p, now));
+        return;
+      }
+    }
+    this.#budget.deposit(now);
+    this.#next(call, now);
+  }
+
+  /** Sends the call's next attempt, unless it must end: closed, cancelled, out of time, no instance. */
+  #next(call: CallState, now: number): void {
+    let peer: Peer;
+    let channel: Channel;
     try {
-      if (!this.#ready) await this.#firstSnapshot(call);
-      let now = performance.now();
-      const throttle = this.#throttle;
-      if (throttle !== undefined) {
-        const p = throttle.reject(now);
-        if (p !== 0) throw this.#throttled(call, p, now);
+      call.attempt += 1;
+      if (this.#closed) {
+        call.stopped = "closed";
+        throw this.#final(call, stopError("closed", call), true);
       }
-      this.#budget.deposit(now);
-      for (;;) {
-        call.attempt += 1;
-        if (this.#closed) {
-          call.stopped = "closed";
-          throw this.#final(call, stopError("closed", call), true);
-        }
-        if (call.signal?.aborted) {
-          call.stopped = "cancelled";
-          throw this.#final(call, stopError("cancelled", call), true);
-        }
-        if (call.deadline !== undefined) {
-          const left = call.deadline - Date.now();
-          if (left <= 0) {
-            call.stopped = "deadline";
-            throw this.#final(call, stopError("deadline", call), true);
-          }
-          call.attemptMs = left;
-        }
-        const peer = this.#pick(call, now);
-        call.peer = peer;
-        // biome-ignore lint/style/noNonNullAssertion: eligible peers all have a transport
-        const channel = peer.channel ?? this.#open(peer, peer.transport!);
-        peer.inFlight += 1;
-        let error: GantryError;
-        try {
-          const value = await this.#send(call, channel, peer);
-          peer.inFlight -= 1;
-          const ended = performance.now();
-          peer.observe(ended - now, ended);
-          this.#succeeded(peer, ended);
-          throttle?.record(ended, true);
-          return value;
-        } catch (caught) {
-          peer.inFlight -= 1;
-          error = toGantryError(caught);
-        }
-        if (call.stopped === undefined && this.#closed) {
-          // The channel failed the attempt as close() came, before close() could stop it.
-          call.stopped = "closed";
-          error = coreErrors.create("GANTRY_ERR_SHUTTING_DOWN", {}, { cause: error });
-        }
-        const ended = performance.now();
-        if (!this.#failed(call, peer, error, now, ended)) throw this.#final(call, error, call.stopped !== undefined);
-        await this.#backoff(call, peer, error, ended);
-        call.peer = undefined;
-        now = performance.now();
+      if (call.signal?.aborted) {
+        call.stopped = "cancelled";
+        throw this.#final(call, stopError("cancelled", call), true);
       }
-    } finally {
-      this.#bulkhead.leave();
+      if (call.deadline !== undefined) {
+        const left = call.deadline - Date.now();
+        if (left <= 0) {
+          call.stopped = "deadline";
+          throw this.#final(call, stopError("deadline", call), true);
+        }
+        call.attemptMs = left;
+      }
+      peer = this.#pick(call, now);
+      // biome-ignore lint/style/noNonNullAssertion: eligible peers all have a transport
+      channel = peer.channel ?? this.#open(peer, peer.transport!);
+    } catch (error) {
+      this.#rejectCall(call, error);
+      return;
+    }
+    call.peer = peer;
+    call.began = now;
+    peer.inFlight += 1;
+    const attempt = new Attempt(call, peer, this.#guards);
+    attempt.start();
+    try {
+      channel.unary(attempt, call.input);
+    } catch (error) {
+      attempt.failed(error);
     }
   }
 
-  /** Sends one attempt on `channel`; the deadline, the caller's signal and close() stop it. */
-  #send(call: CallState, channel: Channel, peer: Peer): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const attempt = new Attempt(call, this.#guards, resolve, reject);
-      attempt.trace(peer);
-      attempt.start();
-      let answer: Promise<unknown>;
-      try {
-        answer = Promise.resolve(channel.unary(attempt, call.input));
-      } catch (error) {
-        return attempt.failed(error);
+  /**
+   * An attempt ended (see {@link Guards.ended}): books it, then answers the call, retries it, or
+   * fails it for good.
+   */
+  #attemptEnded(call: CallState, peer: Peer, value: unknown, error: GantryError | undefined): void {
+    peer.inFlight -= 1;
+    const ended = performance.now();
+    if (error === undefined) {
+      peer.observe(ended - call.began, ended);
+      this.#succeeded(peer, ended);
+      this.#throttle?.record(ended, true);
+      this.#resolveCall(call, value);
+      return;
+    }
+    try {
+      if (call.stopped === undefined && this.#closed) {
+        // The channel failed the attempt as close() came, before close() could stop it.
+        call.stopped = "closed";
+        error = coreErrors.create("GANTRY_ERR_SHUTTING_DOWN", {}, { cause: error });
       }
-      answer.then(
-        (value) => attempt.answered(value),
-        (error: unknown) => attempt.failed(error),
-      );
-    });
+      if (!this.#failed(call, peer, error, call.began, ended)) {
+        throw this.#final(call, error, call.stopped !== undefined);
+      }
+      this.#retry(call, peer, error, ended);
+    } catch (failure) {
+      this.#rejectCall(call, failure);
+    }
+  }
+
+  #resolveCall(call: CallState, value: unknown): void {
+    if (call.done) return;
+    call.done = true;
+    this.#bulkhead.leave();
+    call.resolve(value);
+  }
+
+  #rejectCall(call: CallState, error: unknown): void {
+    if (call.done) return;
+    call.done = true;
+    this.#bulkhead.leave();
+    call.reject(error);
   }
 
   /**
@@ -876,10 +953,11 @@ export class ClientRuntime {
   }
 
   /**
-   * Waits before a retry, or throws the last error when the retry cannot be made: the backoff would end
-   * past the deadline, or the budget is spent. The caller's signal and close() cut the wait short.
+   * Sends the call again after a backoff, or throws the last error when the retry cannot be made: the
+   * backoff would end past the deadline, or the budget is spent. The caller's signal and close() cut
+   * the wait short.
    */
-  async #backoff(call: CallState, peer: Peer, error: GantryError, now: number): Promise<void> {
+  #retry(call: CallState, peer: Peer, error: GantryError, now: number): void {
     const policy = this.#policy;
     const delay = backoffMs(call.attempt, policy.baseDelayMs, policy.maxDelayMs);
     if (call.deadline !== undefined && Date.now() + delay >= call.deadline) throw this.#final(call, error, false);
@@ -895,16 +973,18 @@ export class ClientRuntime {
       };
       retryChannel.publish(message);
     }
-    if (delay < 1) return;
-    const stopped = call.signal?.aborted
-      ? "cancelled"
-      : await new Promise<Stop | undefined>((resolve) => {
-          new Backoff(call, this.#sleeping, this.#guards.callers, delay, resolve);
-        });
-    if (stopped !== undefined) {
-      call.stopped = stopped;
-      throw this.#final(call, stopError(stopped, call), true);
-    }
+    const again = (stopped: Stop | undefined) => {
+      if (stopped !== undefined) {
+        call.stopped = stopped;
+        return this.#rejectCall(call, this.#final(call, stopError(stopped, call), true));
+      }
+      call.peer = undefined;
+      this.#next(call, performance.now());
+    };
+    // Not from within the channel's report (or the caller's own stack): on a later turn.
+    if (delay < 1) queueMicrotask(() => again(undefined));
+    else if (call.signal?.aborted) again("cancelled");
+    else new Backoff(call, this.#sleeping, this.#guards.callers, delay, again);
   }
 
   /** An instance for a streaming call: among those reached over a transport with streams. */

@@ -2,6 +2,7 @@
  * The client contract: what a transport's client side gives the transport-neutral client runtime,
  * and the policy a caller sets for the calls it makes to one service.
  */
+import type { GantryError } from "../errors/gantry-error.js";
 import type { Logger } from "../logger.js";
 import type { Resolver, ServiceInstance } from "../registry/index.js";
 import type { MethodDescriptor, ServiceDescriptor } from "../service/descriptor.js";
@@ -13,8 +14,35 @@ export interface OutboundCall {
   readonly deadline: number | undefined;
   /** Sent as gRPC metadata or HTTP headers (lower-case keys). */
   readonly metadata: Readonly<Record<string, string>>;
-  /** Aborted when the caller gives up (deadline, cancellation, shutdown). */
-  readonly signal: AbortSignal;
+  /**
+   * Why the caller gave up on the attempt (its deadline, a cancellation, the client's shutdown), once it
+   * has: the error the attempt ends with. Undefined until then. A call given up on is not sent.
+   */
+  readonly stopped: GantryError | undefined;
+  /**
+   * Sets how the channel cancels the attempt on the wire when the caller gives up while it is out:
+   * `cancel` is called once, with the reason (at once if the caller has given up already). One per
+   * attempt: a second replaces the first. A plain hook rather than an AbortSignal, which would cost
+   * every attempt an EventTarget and a listener on it.
+   */
+  onStop(cancel: (reason: GantryError) => void): void;
+}
+
+/** A unary attempt: the channel reports its end on it, once. */
+export interface UnaryCall extends OutboundCall {
+  /** The call's output message, as native values (what `readMessage` gives). */
+  answered(output: unknown): void;
+  /** The call failed: a GantryError (see {@link Channel.unary}). Reports after the first are ignored. */
+  failed(error: unknown): void;
+}
+
+/** A call as a caller outside the client runtime hands it to {@link sendUnary} (tests, tools). */
+export interface OutboundRequest {
+  readonly method: MethodDescriptor;
+  readonly deadline: number | undefined;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Gives up on the call: its reason when a GantryError, else DEADLINE_EXCEEDED or CANCELLED. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -23,20 +51,22 @@ export interface OutboundCall {
  */
 export interface Channel {
   /**
-   * Sends one unary call: `input` is the input message as native values (what `readMessage` gives);
-   * resolves with the output message as native values, or rejects with a GantryError: the callee's
-   * own status, code, message, details and retryability unchanged; `GANTRY_ERR_CONNECT` (UNAVAILABLE)
-   * when the request could not be delivered at all (refused, reset before sending), so even a
-   * non-idempotent call may go elsewhere; DEADLINE_EXCEEDED / CANCELLED when `call.signal` aborts.
+   * Sends one unary call: `input` is the input message as native values (what `readMessage` gives).
+   * The channel reports the end on `call`, once: `answered` with the output message as native values,
+   * or `failed` with a GantryError: the callee's own status, code, message, details and retryability
+   * unchanged; `GANTRY_ERR_CONNECT` (UNAVAILABLE) when the request could not be delivered at all
+   * (refused, reset before sending), so even a non-idempotent call may go elsewhere; `call.stopped` when
+   * the caller gave up (`onStop`). Callbacks rather than a promise: the runtime's attempt is the one
+   * object a call needs. {@link sendUnary} gives a promise, for callers outside the runtime.
    */
-  unary(call: OutboundCall, input: unknown): Promise<unknown>;
+  unary(call: UnaryCall, input: unknown): void;
   /**
    * Sends a streaming call (client, server or bidi, as `call.method.stream` says), on channels of a
    * transport with `streaming: true`. `input` is the input message, or for client and bidi streaming
    * an AsyncIterable of them, read as the callee takes them. Resolves with the output message (client
    * streaming) or with an AsyncIterable of output messages (server and bidi streaming) whose reading
    * ends with the call's error, if it fails, as a GantryError; leaving it early cancels the call, as
-   * `call.signal` does.
+   * the caller giving up does (`onStop`).
    */
   stream?(call: OutboundCall, input: unknown): Promise<unknown>;
   close(): void;

@@ -7,10 +7,11 @@
  * @example
  * const app = createApp({ name: "t", services: [ProbeService], transports: [myTransport()] });
  * await app.start();
- * const channel = myClientTransport().channel(app.endpoints[0].url);
+ * const channel = promised(myClientTransport().channel(app.endpoints[0].url));
  * const error = await failureOf(channel.unary(probeCall("Crash"), {}));
  */
-import type { OutboundCall } from "../client/types.js";
+import { sendUnary } from "../client/outbound.js";
+import type { Channel, OutboundRequest } from "../client/types.js";
 import type { CallContext } from "../context/call-context.js";
 import { GantryError, isGantryError } from "../errors/gantry-error.js";
 import type { StatusName } from "../errors/status.js";
@@ -245,13 +246,30 @@ interface ProbeCallOptions {
   signal?: AbortSignal;
 }
 
-/** A call of a ProbeService method, as a channel is given it. */
-export function probeCall(name: string, options: ProbeCallOptions = {}): OutboundCall {
+/** A call of a ProbeService method, for {@link PromisedChannel.unary}. */
+export function probeCall(name: string, options: ProbeCallOptions = {}): OutboundRequest {
   return {
     method: probeMethod(name),
     deadline: options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs,
     metadata: options.metadata ?? {},
-    signal: options.signal ?? new AbortController().signal,
+    signal: options.signal,
+  };
+}
+
+/** A channel under test whose unary calls give promises. */
+export interface PromisedChannel {
+  readonly channel: Channel;
+  /** Sends one unary call through {@link sendUnary}. */
+  unary(request: OutboundRequest, input: unknown): Promise<unknown>;
+  close(): void;
+}
+
+/** `channel`, its unary calls made through {@link sendUnary}. */
+export function promised(channel: Channel): PromisedChannel {
+  return {
+    channel,
+    unary: (request, input) => sendUnary(channel, request, input),
+    close: () => channel.close(),
   };
 }
 

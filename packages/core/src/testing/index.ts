@@ -129,8 +129,10 @@ export {
   MetaReply,
   Mood,
   ProbeService,
+  type PromisedChannel,
   probeCall,
   probeMethod,
+  promised,
 } from "./channel-kit.js";
 export {
   type ConformanceCallOptions,
