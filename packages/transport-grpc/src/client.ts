@@ -63,6 +63,9 @@ export interface GrpcClientOptions {
 
 const MiB = 1024 * 1024;
 
+/** Replies are read for their types only: the callee's rules are its own to apply. */
+const TYPES_ONLY = Object.freeze({ rules: false });
+
 /**
  * The client side of the gRPC transport: channels to `grpc://` and `grpcs://` endpoints that send
  * unary calls in protobuf, the exact mirror of what GrpcTransport serves. Each channel owns one
@@ -288,7 +291,7 @@ class GrpcChannel implements Channel {
   /** One output message off the wire, or GANTRY_ERR_BAD_RESPONSE. */
   #reply(method: MethodDescriptor, bytes: Buffer): unknown {
     try {
-      return readMessage(method.output, decodeMessage(method.output, bytes), { rules: false });
+      return readMessage(method.output, decodeMessage(method.output, bytes), TYPES_ONLY);
     } catch (error) {
       throw this.#badResponse(method.path, reasonOf(error), error);
     }

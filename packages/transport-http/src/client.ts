@@ -111,6 +111,9 @@ const RESERVED = new Set([
   TIMEOUT_HEADER,
 ]);
 
+/** Replies are read for their types only: the callee's rules are its own to apply. */
+const TYPES_ONLY = Object.freeze({ rules: false });
+
 const PROBLEM_JSON = /^application\/problem\+json\s*(?:;|$)/i;
 
 class HttpChannel implements Channel {
@@ -216,7 +219,7 @@ class HttpChannel implements Channel {
         let output: unknown;
         try {
           const json: unknown = JSON.parse(text);
-          output = this.#settings.rawJson ? json : readMessage(method.output, json, { rules: false });
+          output = this.#settings.rawJson ? json : readMessage(method.output, json, TYPES_ONLY);
         } catch (error) {
           settle(this.#badResponse(method.path, clip((error as Error).message), error));
           return;

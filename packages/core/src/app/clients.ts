@@ -10,6 +10,8 @@ import type { ClientSpec } from "../service/client.js";
 import type { ClientCallOptions } from "../service/client-types.js";
 import { describeService, type MethodDescriptor, type ServiceDescriptor } from "../service/descriptor.js";
 
+const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
+
 export interface AppClientsOptions {
   readonly registry: Registry | undefined;
   readonly transports: readonly ClientTransport[];
@@ -68,15 +70,16 @@ export class AppClients {
     resolved: ResolvedPolicy,
   ): Promise<unknown> {
     const parent = currentCall();
-    const metadata: Record<string, string> = {};
+    // The caller's own object as it is (interceptors are given a copy); a new one when there is more.
+    let metadata: Readonly<Record<string, string>> = options.metadata ?? NO_METADATA;
     if (parent !== undefined) {
-      metadata["x-request-id"] = parent.requestId;
+      const merged: Record<string, string> = { "x-request-id": parent.requestId };
       for (const key of this.#options.forward) {
         const value = parent.metadata.get(key);
-        if (value !== undefined) metadata[key] = value;
+        if (value !== undefined) merged[key] = value;
       }
+      metadata = Object.assign(merged, options.metadata);
     }
-    Object.assign(metadata, options.metadata);
     const local = this.#options.local(method);
     if (local !== undefined) {
       // The same policy as a call that goes out: interceptors, fallback, timeouts.

@@ -709,12 +709,14 @@ export class ClientRuntime {
     } else if (deadline !== undefined) {
       startedAt = Date.now();
     }
-    const send = (metadata: Readonly<Record<string, string>>) =>
-      this.#admit(new CallState(method, input, metadata, deadline, timeoutMs, options.signal, startedAt), run);
+    const signal = options.signal;
     if (policy.interceptors.length === 0 && policy.fallback === undefined) {
-      return send(options.metadata ?? EMPTY_METADATA);
+      const metadata = options.metadata ?? EMPTY_METADATA;
+      return this.#admit(new CallState(method, input, metadata, deadline, timeoutMs, signal, startedAt), run);
     }
-    return intercepted(policy, method, input, options.metadata, send);
+    return intercepted(policy, method, input, options.metadata, (metadata) =>
+      this.#admit(new CallState(method, input, metadata, deadline, timeoutMs, signal, startedAt), run),
+    );
   }
 
   /** Admits the call through close() and the bulkhead, or fails it at once; `run` leaves the bulkhead. */
