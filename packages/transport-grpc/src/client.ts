@@ -265,8 +265,12 @@ class GrpcChannel implements Channel {
     this.#client = undefined;
   }
 
-  /** The output messages of a server or bidi streaming call, as they arrive; leaving early cancels it. */
-  async *#replies(
+  /**
+   * The output messages of a server or bidi streaming call, as they arrive. The caller giving up
+   * cancels the call on the wire at once, whether its messages are being read yet or not; leaving
+   * them early cancels it too.
+   */
+  #replies(
     stream: ClientReadableStream<Buffer>,
     method: MethodDescriptor,
     signal: AbortSignal,
@@ -274,6 +278,25 @@ class GrpcChannel implements Channel {
   ): AsyncGenerator<unknown> {
     const onAbort = () => stream.cancel();
     signal.addEventListener("abort", onAbort, { once: true });
+    // A stream that fails before it is read (cancelled, past its deadline) emits its error to no one,
+    // and a reader that comes later sees it end: the error is kept for that reader.
+    let failure: ServiceError | undefined;
+    stream.on("error", (error: ServiceError) => {
+      failure ??= error;
+    });
+    return this.#read(stream, method, fail, () => {
+      signal.removeEventListener("abort", onAbort);
+      return failure;
+    });
+  }
+
+  /** Reads the messages; `done` says, once the stream has ended, the error it failed with, if any. */
+  async *#read(
+    stream: ClientReadableStream<Buffer>,
+    method: MethodDescriptor,
+    fail: (error: ServiceError) => unknown,
+    done: () => ServiceError | undefined,
+  ): AsyncGenerator<unknown> {
     let ended = false;
     try {
       try {
@@ -281,9 +304,11 @@ class GrpcChannel implements Channel {
       } catch (error) {
         throw isServiceError(error) ? fail(error) : error;
       }
+      const failure = done();
+      if (failure !== undefined) throw fail(failure);
       ended = true;
     } finally {
-      signal.removeEventListener("abort", onAbort);
+      done();
       if (!ended) stream.cancel();
     }
   }

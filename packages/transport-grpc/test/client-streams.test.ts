@@ -152,6 +152,32 @@ describe("a typed client's streaming calls over gRPC", () => {
     await until(() => streamProbe.finished.has("signal"));
   });
 
+  test("a stream given up before its reader starts is cancelled on the wire, and reading it fails at once", async () => {
+    const controller = new AbortController();
+    const replies = await streams.waitForever({ key: "unread" }, { signal: controller.signal, timeoutMs: 60_000 });
+    await until(() => streamProbe.produced.has("unread"));
+    controller.abort();
+    await until(() => streamProbe.finished.has("unread"));
+    const reading = (async () => {
+      for await (const _ of replies) {
+        // never yields
+      }
+    })();
+    expect((await rejection(reading)).code).toBe("GANTRY_ERR_CANCELLED");
+  });
+
+  test("a stream whose deadline passes before its reader starts fails the reader with DEADLINE_EXCEEDED", async () => {
+    const replies = await streams.waitForever({ key: "late-reader" }, { timeoutMs: 100 });
+    await until(() => streamProbe.finished.has("late-reader"));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const reading = (async () => {
+      for await (const _ of replies) {
+        // never yields
+      }
+    })();
+    expect((await rejection(reading)).status).toBe("DEADLINE_EXCEEDED");
+  });
+
   test("an input stream that throws fails the call with its error, and the callee sees it cancelled", async () => {
     async function* broken(): AsyncGenerator<Num> {
       yield { value: 1 };

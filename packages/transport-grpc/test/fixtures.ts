@@ -80,6 +80,7 @@ export class StreamService {
   /** Server streaming that waits, following its signal, and never yields: for deadlines and cancels. */
   @Method({ output: Num, stream: "server", timeoutMs: 300 })
   async *waitForever(request: CountRequest, call: CallContext): AsyncGenerator<Num> {
+    streamProbe.produced.set(request.key, 0);
     try {
       await new Promise((_resolve, reject) => call.signal.addEventListener("abort", () => reject(call.signal.reason)));
       yield { value: 0 };
