@@ -1,5 +1,6 @@
 import diagnostics from "node:diagnostics_channel";
 import { getEventListeners } from "node:events";
+import { INVALID_SPAN_CONTEXT, type Span, type Tracer, trace } from "@opentelemetry/api";
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { DeadlineQueue, MAX_TIMER_MS } from "../src/client/deadline.js";
 import {
@@ -7,12 +8,14 @@ import {
   type ClientTransport,
   clientChannels,
   FIRST_SNAPSHOT_WAIT_MS,
+  type InstanceStats,
   type OutboundCall,
   type UnaryCall,
 } from "../src/client/index.js";
 import { coreErrors, GantryError } from "../src/index.js";
 import {
   after,
+  connectRefused,
   FakeResolver,
   FakeTransport,
   getHello,
@@ -905,5 +908,118 @@ describe("close", () => {
     await runtime.close();
     expect((await rejected(pending)).code).toBe("GANTRY_ERR_SHUTTING_DOWN");
     expect(transport.channels).toHaveLength(1);
+  });
+});
+
+describe("channels that report at once or throw, and tracers that fail", () => {
+  /** A transport whose channels run `unary` as given, for every instance. */
+  function reporting(unary: (call: UnaryCall, url: string) => void): ClientTransport {
+    return { kind: "grpc", channel: (url) => ({ unary: (call) => unary(call, url), close() {} }) };
+  }
+
+  /** A balancer that picks the first candidate and records the calls in flight it saw. */
+  function recording(seen: number[][]): { pick(candidates: readonly InstanceStats[]): InstanceStats } {
+    return {
+      pick(candidates) {
+        seen.push(candidates.map((candidate) => candidate.inFlight));
+        return candidates[0];
+      },
+    };
+  }
+
+  test("a failure reported inside unary() is retried on a later turn; every count is given back", async () => {
+    let attempts = 0;
+    const transport = reporting((call, url) => {
+      attempts += 1;
+      if (attempts === 1) call.failed(connectRefused(url));
+      else call.answered({ message: url });
+    });
+    const seen: number[][] = [];
+    const { runtime } = runtimeOf({
+      instances: [instance(1), instance(2)],
+      transports: [transport],
+      policy: { retry: { baseDelayMs: 0 }, bulkhead: 1, balancer: recording(seen) },
+    });
+    expect(await runtime.call(sayHello, {})).toEqual({ message: urlOf(2) });
+    expect(attempts).toBe(2);
+    // The bulkhead of one was left once, and no call is counted in flight any more.
+    expect(await runtime.call(sayHello, {})).toMatchObject({ message: expect.any(String) });
+    expect(seen.at(-1)?.every((inFlight) => inFlight === 0)).toBe(true);
+  });
+
+  test("a channel that throws after reporting: the report stands", async () => {
+    const transport = reporting((call) => {
+      call.failed(notFound());
+      throw new Error("and then the channel broke");
+    });
+    const { runtime } = runtimeOf({ instances: [instance(1)], transports: [transport], policy: { bulkhead: 1 } });
+    for (let i = 0; i < 2; i++) expect((await rejected(runtime.call(getHello, {}))).code).toBe("GREETING_NOT_FOUND");
+  });
+
+  test("a transport that cannot make a channel fails the call with a GantryError naming the instance", async () => {
+    const broken: ClientTransport = {
+      kind: "grpc",
+      channel: () => {
+        throw new Error("cannot take this endpoint");
+      },
+    };
+    const { runtime } = runtimeOf({ instances: [instance(1)], transports: [broken], policy: { bulkhead: 1 } });
+    for (let i = 0; i < 2; i++) {
+      const error = await rejected(runtime.call(getHello, {}));
+      expect(error).toBeInstanceOf(GantryError);
+      expect(error.status).toBe("INTERNAL");
+      expect(error.message).toContain("(hello.v1.HelloService/GetHello on instance i1, attempt 1 of 3)");
+    }
+  });
+
+  test("a late answer after the deadline is ignored and counts nothing in flight", async () => {
+    const late: UnaryCall[] = [];
+    const transport = reporting((call) => void late.push(call));
+    const seen: number[][] = [];
+    const { runtime } = runtimeOf({
+      instances: [instance(1), instance(2)],
+      transports: [transport],
+      policy: { timeoutMs: 5, balancer: recording(seen) },
+    });
+    expect((await rejected(runtime.call(getHello, {}))).code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    late[0].answered({ message: "too late" });
+    late[0].failed(unavailable());
+    expect((await rejected(runtime.call(getHello, {}))).code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+    expect(seen).toEqual([
+      [0, 0],
+      [0, 0],
+    ]);
+  });
+
+  describe("with a tracer registered", () => {
+    afterEach(() => trace.disable());
+
+    /** Registers a tracer whose spans are made by `startSpan`. */
+    function tracer(startSpan: () => Span): void {
+      const provider = { getTracer: () => ({ startSpan, startActiveSpan: () => undefined }) as unknown as Tracer };
+      trace.setGlobalTracerProvider(provider);
+    }
+
+    test("one that throws when a span starts leaves the call untraced, not failed", async () => {
+      tracer(() => {
+        throw new Error("the tracer is broken");
+      });
+      const { runtime } = runtimeOf({ instances: [instance(1)] });
+      expect(await runtime.call(getHello, {})).toEqual({ message: `hi from ${urlOf(1)}` });
+    });
+
+    test("one that throws when a span ends does not stop the deadline timer from expiring the others", async () => {
+      const broken = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+      broken.end = () => {
+        throw new Error("the span processor is broken");
+      };
+      tracer(() => broken);
+      const { runtime, transport } = runtimeOf({ instances: [instance(1)], policy: { timeoutMs: 5 } });
+      transport.script = (_, call) => hang(call);
+      const calls = Array.from({ length: 3 }, () => runtime.call(getHello, {}));
+      for (const call of calls) expect((await rejected(call)).code).toBe("GANTRY_ERR_DEADLINE_EXCEEDED");
+      transport.script = async () => ({ message: "ok" });
+      expect(await runtime.call(getHello, {})).toEqual({ message: "ok" });
+    });
   });
 });

@@ -2,8 +2,10 @@ import { createServer } from "node:net";
 import {
   type CallContext,
   clientToken,
+  coreErrors,
   createApp,
   createLogger,
+  describeService,
   Field,
   type GantryApp,
   InjectClient,
@@ -12,6 +14,7 @@ import {
   Service,
   type ServiceClient,
 } from "@gantry/core";
+import { ClientRuntime, type ClientTransport, type UnaryCall } from "@gantry/core/client";
 import { discoveryOf, fixedResolver } from "@gantry/core/testing";
 import { httpClientTransport, httpTransport } from "@gantry/transport-http";
 import { trace } from "@opentelemetry/api";
@@ -123,6 +126,12 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/** Waits until `condition` holds, checking after each turn of the event loop (at most ~2 s). */
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 1));
+  expect(condition()).toBe(true);
+}
+
 function byName(spans: ReceivedSpan[], name: string): ReceivedSpan[] {
   return spans.filter((span) => span.name === name);
 }
@@ -178,6 +187,41 @@ describe("the spans core makes", () => {
     expect(retry.parentSpanId).toBe(refused.parentSpanId);
     const [callee] = spans.filter((span) => span.kind === "server" && span.parentSpanId === retry.spanId);
     expect(callee.name).toBe("POST /notes.v1.NoteService/Echo");
+  });
+
+  test("a retry's span is under the caller's span, whatever context its channel reported the failure from", async () => {
+    const receiver = await tracing();
+    const reported: UnaryCall[] = [];
+    const transport: ClientTransport = {
+      kind: "grpc",
+      channel: () => ({ unary: (call) => void reported.push(call), close() {} }),
+    };
+    const service = describeService(NoteService);
+    const runtime = new ClientRuntime({
+      service,
+      resolver: fixedResolver([{ grpc: "grpc://127.0.0.1:1" }, { grpc: "grpc://127.0.0.1:2" }]),
+      transports: [transport],
+      log: silent,
+      policy: { retry: { baseDelayMs: 1 } },
+    });
+    closing.push(() => runtime.close());
+    const answer = trace.getTracer("test").startActiveSpan("caller", (span) => {
+      const call = runtime.call(service.methods[0], { text: "x" });
+      span.end();
+      return call;
+    });
+    await until(() => reported.length === 1);
+    // From this test's own context, outside the caller's span, as a channel's socket callback may be.
+    reported[0].failed(coreErrors.create("GANTRY_ERR_CONNECT", { target: "grpc://127.0.0.1:1", reason: "refused" }));
+    await until(() => reported.length === 2);
+    reported[1].answered({ text: "x", traceparent: "" });
+    expect(await answer).toEqual({ text: "x", traceparent: "" });
+
+    const spans = await receiver.waitForSpans(3);
+    const caller = byName(spans, "caller")[0];
+    const attempts = byName(spans, "notes.v1.NoteService/Echo");
+    expect(attempts.map((span) => span.attributes["gantry.attempt"])).toEqual([1, 2]);
+    expect(attempts.map((span) => span.parentSpanId)).toEqual([caller.spanId, caller.spanId]);
   });
 
   test("the traceparent an attempt sends names its client span", async () => {

@@ -70,8 +70,8 @@ export class AppClients {
     resolved: ResolvedPolicy,
   ): Promise<unknown> {
     const parent = currentCall();
-    // The caller's own object as it is (interceptors are given a copy); a new one when there is more.
-    let metadata: Readonly<Record<string, string>> = options.metadata ?? NO_METADATA;
+    // Always an object of the call's own: a retry may be sent after its caller has changed its own.
+    let metadata: Readonly<Record<string, string>> = NO_METADATA;
     if (parent !== undefined) {
       const merged: Record<string, string> = { "x-request-id": parent.requestId };
       for (const key of this.#options.forward) {
@@ -79,6 +79,8 @@ export class AppClients {
         if (value !== undefined) merged[key] = value;
       }
       metadata = Object.assign(merged, options.metadata);
+    } else if (options.metadata !== undefined) {
+      metadata = { ...options.metadata };
     }
     const local = this.#options.local(method);
     if (local !== undefined) {

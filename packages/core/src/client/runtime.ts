@@ -4,13 +4,13 @@
  * a transport's channel, with the adaptive throttle and the bulkhead in front.
  */
 import { randomUUID } from "node:crypto";
-import type { Span } from "@opentelemetry/api";
+import type { Context, Span } from "@opentelemetry/api";
 import { GantryError, isGantryError } from "../errors/gantry-error.js";
 import { coreErrors, toGantryError } from "../errors/table.js";
 import type { Logger } from "../logger.js";
 import type { Resolver, ServiceInstance, Watch, WatchEvent } from "../registry/index.js";
 import type { MethodDescriptor, ServiceDescriptor } from "../service/descriptor.js";
-import { type ClientAttemptSpan, endClientSpan, startClientSpan } from "../telemetry/tracing.js";
+import { type ClientAttemptSpan, endClientSpan, startClientSpan, tracingContext } from "../telemetry/tracing.js";
 import { InstanceLoad, LoadClock, weightOf } from "./balancer.js";
 import { AdaptiveThrottle, Bulkhead, type Ejectable, Outlier, OutlierDetector } from "./breaker.js";
 import { DeadlineQueue, Expiring, MAX_TIMER_MS } from "./deadline.js";
@@ -117,6 +117,11 @@ class CallState {
   reject: (error: unknown) => void = ignore;
   /** The caller's promise is settled. */
   done = false;
+  /**
+   * The OpenTelemetry context the call was made in, when an SDK is registered: its attempts' spans are
+   * children of the span active there, whatever context a retry is started from.
+   */
+  readonly trace: Context | undefined = tracingContext();
 
   constructor(
     method: MethodDescriptor,
@@ -351,11 +356,19 @@ function traceAttempt(
   peer: Peer,
   metadata: Readonly<Record<string, string>>,
 ): ClientAttemptSpan | undefined {
-  return startClientSpan(call.method, metadata, call.attempt, {
-    transport: peer.transport?.kind ?? "",
-    instance: peer.instance.id,
-    url: peer.url,
-  });
+  if (call.trace === undefined) return undefined;
+  try {
+    return startClientSpan(
+      call.method,
+      metadata,
+      call.attempt,
+      { transport: peer.transport?.kind ?? "", instance: peer.instance.id, url: peer.url },
+      call.trace,
+    );
+  } catch {
+    // A tracer that fails leaves the attempt untraced: it must not fail the call, or leave it hanging.
+    return undefined;
+  }
 }
 
 /**
@@ -369,7 +382,13 @@ function attemptEnded(
   startedAt: number,
   error: GantryError | undefined,
 ): void {
-  if (span !== undefined) endClientSpan(span, error);
+  if (span !== undefined) {
+    try {
+      endClientSpan(span, error);
+    } catch {
+      // As in traceAttempt: the tracer's failure is not the call's, and the attempt's end must be booked.
+    }
+  }
   if (peer === undefined || !attemptChannel.hasSubscribers) return;
   const message: AttemptMessage = {
     service: call.method.service.fullName,
@@ -811,22 +830,23 @@ export class ClientRuntime {
   /** Before the first attempt: the throttle, and the call counted for the retry budget. */
   #first(call: CallState): void {
     const now = performance.now();
-    const throttle = this.#throttle;
-    if (throttle !== undefined) {
-      const p = throttle.reject(now);
-      if (p !== 0) {
-        this.#rejectCall(call, this.#throttled(call, p, now));
-        return;
+    try {
+      const throttle = this.#throttle;
+      if (throttle !== undefined) {
+        const p = throttle.reject(now);
+        if (p !== 0) throw this.#throttled(call, p, now);
       }
+      this.#budget.deposit(now);
+    } catch (error) {
+      this.#rejectCall(call, error);
+      return;
     }
-    this.#budget.deposit(now);
     this.#next(call, now);
   }
 
   /** Sends the call's next attempt, unless it must end: closed, cancelled, out of time, no instance. */
   #next(call: CallState, now: number): void {
     let peer: Peer;
-    let channel: Channel;
     try {
       call.attempt += 1;
       if (this.#closed) {
@@ -846,18 +866,27 @@ export class ClientRuntime {
         call.attemptMs = left;
       }
       peer = this.#pick(call, now);
-      // biome-ignore lint/style/noNonNullAssertion: eligible peers all have a transport
-      channel = peer.channel ?? this.#open(peer, peer.transport!);
     } catch (error) {
       this.#rejectCall(call, error);
       return;
     }
     call.peer = peer;
+    let channel: Channel;
+    try {
+      // biome-ignore lint/style/noNonNullAssertion: eligible peers all have a transport
+      channel = peer.channel ?? this.#open(peer, peer.transport!);
+    } catch (error) {
+      // The transport could not make a channel to it (an endpoint it cannot take): nothing was sent,
+      // and nothing learnt of the instance, whose probe (if this was one) is given back.
+      if (this.#detector.released(peer)) this.#healthChanged = true;
+      this.#rejectCall(call, this.#final(call, toGantryError(error), true));
+      return;
+    }
     call.began = now;
     peer.inFlight += 1;
     const attempt = new Attempt(call, peer, this.#guards);
-    attempt.start();
     try {
+      attempt.start();
       channel.unary(attempt, call.input);
     } catch (error) {
       attempt.failed(error);

@@ -178,6 +178,7 @@ export interface RuntimeCallOptions {
    * (ejection); one cut short by a nearly spent inbound deadline does not.
    */
   readonly timeoutMs?: number;
+  /** Sent with every attempt, as it is: not to be changed while the call runs. */
   readonly metadata?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
 }

@@ -170,15 +170,16 @@ export interface ClientAttemptSpan {
 }
 
 /**
- * Starts the client span of one attempt of an outbound call, a child of the span active in the caller
- * (the server span of the call being served, or one of the method's own), and puts the trace context
- * into a copy of the attempt's metadata. Undefined when no SDK is registered.
+ * Starts the client span of one attempt of an outbound call, a child of the span active in `parent`,
+ * the caller's context (the server span of the call being served, or one of the method's own), and
+ * puts the trace context into a copy of the attempt's metadata. Undefined when no SDK is registered.
  */
 export function startClientSpan(
   method: MethodDescriptor,
   metadata: Readonly<Record<string, string>>,
   attempt: number,
   target: { readonly transport: string; readonly instance: string; readonly url: string },
+  parent: Context = context.active(),
 ): ClientAttemptSpan | undefined {
   const tracer = activeTracer();
   if (tracer === undefined) return undefined;
@@ -193,12 +194,16 @@ export function startClientSpan(
     attributes["server.address"] = address.host;
     attributes["server.port"] = address.port;
   }
-  const parent = context.active();
   const span = tracer.startSpan(fullMethodName(method), { kind: SpanKind.CLIENT, attributes }, parent);
   if (!isSpanContextValid(span.spanContext())) return { span, metadata };
   const carrier: Record<string, string> = { ...metadata };
   propagation.inject(trace.setSpan(parent, span), carrier);
   return { span, metadata: carrier };
+}
+
+/** The context active now when an SDK is registered (for spans started later from elsewhere); else undefined. */
+export function tracingContext(): Context | undefined {
+  return activeTracer() === undefined ? undefined : context.active();
 }
 
 /** Ends a client attempt's span: any error of an attempt is an error of the client span. */
