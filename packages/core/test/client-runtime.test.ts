@@ -13,6 +13,7 @@ import {
   type UnaryCall,
 } from "../src/client/index.js";
 import { coreErrors, GantryError } from "../src/index.js";
+import { until } from "../src/testing/index.js";
 import {
   after,
   connectRefused,
@@ -37,12 +38,6 @@ function runtimeOf(options: Parameters<typeof setup>[0] = {}) {
   const made = setup(options);
   open.push(made.runtime);
   return made;
-}
-
-/** Waits until `condition` holds, checking after each turn of the event loop (at most ~2 s). */
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 2000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 1));
-  expect(condition()).toBe(true);
 }
 
 afterEach(async () => {

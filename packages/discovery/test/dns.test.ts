@@ -2,6 +2,7 @@ import { createSocket, type Socket } from "node:dgram";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type ConfigSchema, createLogger, isGantryError, loadConfig } from "@gantry/core";
 import type { DiscoveryHost, Registry, Resolver, ServiceInstance, WatchEvent } from "@gantry/core/registry";
+import { until } from "@gantry/core/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { discovery } from "../src/discovery.js";
 import { openRegistry } from "../src/open.js";
@@ -126,14 +127,6 @@ async function rejection(promise: Promise<unknown>): Promise<Error & { code?: st
   throw new Error("it resolved");
 }
 
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not true within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
-
 function append(lists: Record<string, string[]>, key: string, value: string): void {
   lists[key] = [...(lists[key] ?? []), value];
 }
@@ -245,7 +238,7 @@ describe("dns:// records", () => {
       { grpc: "grpc://[::1]:50052" },
     ]);
     // One lookup for the list and one for the watch; the grpc-only registry asks for no http records.
-    await until(() => dns.queries(`_http._tcp.${name}`).length >= 2);
+    await until(() => dns.queries(`_http._tcp.${name}`).length >= 2, 5000);
     expect(dns.queries(`_http._tcp.${name}`)).toHaveLength(2);
   });
 
@@ -311,7 +304,10 @@ describe("dns:// records", () => {
     const mark = events.events.length;
     await serve(name, shop(name, { "pod-2": { grpc: 50051, http: 8080, addresses: ["127.0.0.2"] } }));
     const later = () => events.events.slice(mark);
-    await until(() => later().some(removed("grpc://127.0.0.1:50051")) && later().some(added("http://127.0.0.2:8080")));
+    await until(
+      () => later().some(removed("grpc://127.0.0.1:50051")) && later().some(added("http://127.0.0.2:8080")),
+      5000,
+    );
     expect(performance.now() - since).toBeLessThan(2000);
     // A changed instance (a port added) is an add with the same id.
     const changed = later().find(added("http://127.0.0.2:8080"));
@@ -342,7 +338,7 @@ describe("dns:// records", () => {
       resolverOf(registry).refresh?.();
       await sleep(5);
     }
-    await until(() => dns.queries(name).length > before);
+    await until(() => dns.queries(name).length > before, 5000);
     expect(dns.queries(name).length - before).toBeLessThanOrEqual(2);
   });
 
@@ -572,7 +568,7 @@ describe("dns:// URLs and lifecycle", () => {
     expect(endpointsOf(await resolverOf(registry).list("other.v1.Other"))).toEqual([
       { grpc: "grpc://127.0.0.1:50099" },
     ]);
-    await until(() => dns.queries(name).length > 0);
+    await until(() => dns.queries(name).length > 0, 5000);
     expect(dns.queries(name)).toEqual([`A ${name}`]);
   });
 });

@@ -15,7 +15,7 @@ import {
   type ServiceClient,
 } from "@gantry/core";
 import { ClientRuntime, type ClientTransport, type UnaryCall } from "@gantry/core/client";
-import { discoveryOf, fixedResolver } from "@gantry/core/testing";
+import { discoveryOf, fixedResolver, until } from "@gantry/core/testing";
 import { httpClientTransport, httpTransport } from "@gantry/transport-http";
 import { trace } from "@opentelemetry/api";
 import { afterEach, describe, expect, test } from "vitest";
@@ -124,12 +124,6 @@ async function closedPort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/** Waits until `condition` holds, checking after each turn of the event loop (at most ~2 s). */
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 2000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 1));
-  expect(condition()).toBe(true);
 }
 
 function byName(spans: ReceivedSpan[], name: string): ReceivedSpan[] {

@@ -1,7 +1,7 @@
 import diagnostics from "node:diagnostics_channel";
-import { clientToken, createApp, type GantryApp, isGantryError, type ServiceClient } from "@gantry/core";
+import { clientToken, createApp, type GantryApp, type ServiceClient } from "@gantry/core";
 import { type AttemptMessage, clientChannels } from "@gantry/core/client";
-import { discoveryOf, fixedResolver } from "@gantry/core/testing";
+import { discoveryOf, failureOf, fixedResolver, until } from "@gantry/core/testing";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { grpcClientTransport, grpcTransport } from "../src/index.js";
 import { type Blob, type Num, StreamService, streamProbe } from "./fixtures.js";
@@ -12,20 +12,10 @@ async function* numbers(...values: number[]): AsyncGenerator<Num> {
   for (const value of values) yield { value };
 }
 
-async function rejection(promise: Promise<unknown>) {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  if (!isGantryError(error)) throw new Error(`expected a GantryError, got ${String(error)}`);
-  return error;
-}
-
-async function until(check: () => boolean, timeoutMs = 2000): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error("the condition did not hold in time");
-    await new Promise((resolve) => setTimeout(resolve, 10));
+/** Reads `replies` to the end: for streams that never yield, to see how they fail. */
+async function readAll(replies: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of replies) {
+    // never yields
   }
 }
 
@@ -106,7 +96,7 @@ describe("a typed client's streaming calls over gRPC", () => {
     const reading = (async () => {
       for await (const n of await streams.failAfter({ count: 2, key: "fail" })) received.push(n.value);
     })();
-    const error = await rejection(reading);
+    const error = await failureOf(reading);
     expect(received).toEqual([0, 1]);
     expect(error.status).toBe("INTERNAL");
     expect(error.message).toMatch(/streams\.v1\.StreamService\/FailAfter on instance .*attempt 1 of 3/);
@@ -125,12 +115,8 @@ describe("a typed client's streaming calls over gRPC", () => {
 
   test("the method's deadline ends the stream with DEADLINE_EXCEEDED on both sides", async () => {
     const started = Date.now();
-    const reading = (async () => {
-      for await (const _ of await streams.waitForever({ key: "deadline" })) {
-        // never yields
-      }
-    })();
-    const error = await rejection(reading);
+    const reading = readAll(await streams.waitForever({ key: "deadline" }));
+    const error = await failureOf(reading);
     expect(error.status).toBe("DEADLINE_EXCEEDED");
     expect(Date.now() - started).toBeLessThan(2000);
     await until(() => streamProbe.finished.has("deadline"));
@@ -138,16 +124,11 @@ describe("a typed client's streaming calls over gRPC", () => {
 
   test("the caller's signal cancels a stream it is reading", async () => {
     const controller = new AbortController();
-    const reading = (async () => {
-      for await (const _ of await streams.waitForever(
-        { key: "signal" },
-        { signal: controller.signal, timeoutMs: 5000 },
-      )) {
-        // never yields
-      }
-    })();
+    const reading = readAll(
+      await streams.waitForever({ key: "signal" }, { signal: controller.signal, timeoutMs: 5000 }),
+    );
     setTimeout(() => controller.abort(), 50);
-    const error = await rejection(reading);
+    const error = await failureOf(reading);
     expect(error.code).toBe("GANTRY_ERR_CANCELLED");
     await until(() => streamProbe.finished.has("signal"));
   });
@@ -158,24 +139,16 @@ describe("a typed client's streaming calls over gRPC", () => {
     await until(() => streamProbe.produced.has("unread"));
     controller.abort();
     await until(() => streamProbe.finished.has("unread"));
-    const reading = (async () => {
-      for await (const _ of replies) {
-        // never yields
-      }
-    })();
-    expect((await rejection(reading)).code).toBe("GANTRY_ERR_CANCELLED");
+    const reading = readAll(replies);
+    expect((await failureOf(reading)).code).toBe("GANTRY_ERR_CANCELLED");
   });
 
   test("a stream whose deadline passes before its reader starts fails the reader with DEADLINE_EXCEEDED", async () => {
     const replies = await streams.waitForever({ key: "late-reader" }, { timeoutMs: 100 });
     await until(() => streamProbe.finished.has("late-reader"));
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const reading = (async () => {
-      for await (const _ of replies) {
-        // never yields
-      }
-    })();
-    expect((await rejection(reading)).status).toBe("DEADLINE_EXCEEDED");
+    const reading = readAll(replies);
+    expect((await failureOf(reading)).status).toBe("DEADLINE_EXCEEDED");
   });
 
   test("an input stream that throws fails the call with its error, and the callee sees it cancelled", async () => {
@@ -183,7 +156,7 @@ describe("a typed client's streaming calls over gRPC", () => {
       yield { value: 1 };
       throw new Error("input broke");
     }
-    const error = await rejection(streams.sum(broken()));
+    const error = await failureOf(streams.sum(broken()));
     expect(error.status).toBe("INTERNAL");
   });
 
@@ -208,7 +181,7 @@ describe("a typed client's streaming calls over gRPC", () => {
       }
     })();
     await closing.close();
-    const error = await rejection(reading);
+    const error = await failureOf(reading);
     expect(error.code).toBe("GANTRY_ERR_SHUTTING_DOWN");
     await until(() => streamProbe.finished.has("close"));
   });

@@ -75,6 +75,21 @@ export async function createTestApp(app: GantryApp | AppOptions, options: TestAp
 }
 
 /**
+ * Waits until `check` holds, polling every few milliseconds; throws when it still does not after
+ * `timeoutMs`. For what a test cannot await: a server's side of a call, a probe, a counter.
+ *
+ * @example
+ * await until(() => channelProbe.seen.has(key));
+ */
+export async function until(check: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`the condition did not hold within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/**
  * A resolver with fixed instances: each endpoint set is one instance of whichever service is asked
  * for (for tests of clients without a registry).
  */
