@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import type { BlockFigures, LoadContender, LoadOptions, LoadTotals } from "./client-load.js";
 import { type Ratio, ratioLine } from "./measure.js";
 import type { BenchOptions, Section } from "./section.js";
-import { type ServerExit, startServer } from "./server-process.js";
+import { parseJsonLine, type ServerExit, startServer } from "./server-process.js";
 import { median, type Spread, spread } from "./stats.js";
 import { formatInteger, formatMs, formatPercent, formatTable } from "./table.js";
 
@@ -300,7 +300,7 @@ async function runLoad(load: LoadOptions): Promise<LoadResult> {
   const blocks: BlockFigures[] = [];
   let totals: LoadTotals | undefined;
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-    const message = parseLine(line);
+    const message = parseJsonLine(line);
     if (message?.event === "block") blocks.push(message as unknown as BlockFigures);
     else if (message?.event === "exit") totals = message as unknown as LoadTotals;
   });
@@ -309,15 +309,6 @@ async function runLoad(load: LoadOptions): Promise<LoadResult> {
   clearTimeout(timer);
   loads.delete(child);
   return { blocks, totals, loadExit: { code, signal, stderr } };
-}
-
-function parseLine(line: string): Record<string, unknown> | undefined {
-  if (!line.startsWith("{")) return undefined;
-  try {
-    return JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The blocks of counted pairs of counted repetitions. */

@@ -91,7 +91,8 @@ export async function startServer(script: string, args: readonly string[], core:
   };
 }
 
-function parseJsonLine(line: string): Record<string, unknown> | undefined {
+/** A line a benchmark process printed, as the JSON object it holds; undefined for any other line. */
+export function parseJsonLine(line: string): Record<string, unknown> | undefined {
   if (!line.startsWith("{")) return undefined;
   try {
     return JSON.parse(line) as Record<string, unknown>;
